@@ -1,0 +1,1 @@
+//! rtmem-arena: under construction.

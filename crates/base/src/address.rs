@@ -1,0 +1,64 @@
+//! Address and alignment arithmetic.
+
+use std::sync::OnceLock;
+
+/// The operating system's page size in bytes (a power of two).
+pub fn page_size() -> usize {
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    *PAGE.get_or_init(rustix::param::page_size)
+}
+
+/// Rounds `value` up to a multiple of `align`, which must be a power of two.
+///
+/// Returns `None` if the result does not fit in a `usize`.
+#[inline(always)]
+pub const fn checked_align_up(value: usize, align: usize) -> Option<usize> {
+    debug_assert!(align.is_power_of_two());
+    match value.checked_add(align - 1) {
+        Some(v) => Some(v & !(align - 1)),
+        None => None,
+    }
+}
+
+/// Rounds `value` up to a multiple of `align`, which must be a power of two.
+///
+/// # Panics
+/// If the result overflows a `usize`.
+#[inline(always)]
+pub const fn align_up(value: usize, align: usize) -> usize {
+    match checked_align_up(value, align) {
+        Some(v) => v,
+        None => panic!("align_up overflowed usize"),
+    }
+}
+
+/// Rounds `value` down to a multiple of `align`, which must be a power of two.
+#[inline(always)]
+pub const fn align_down(value: usize, align: usize) -> usize {
+    debug_assert!(align.is_power_of_two());
+    value & !(align - 1)
+}
+
+/// Whether `value` is a multiple of `align`, which must be a power of two.
+#[inline(always)]
+pub const fn is_aligned(value: usize, align: usize) -> bool {
+    debug_assert!(align.is_power_of_two());
+    value & (align - 1) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding() {
+        assert_eq!(align_up(0, 8), 0);
+        assert_eq!(align_up(1, 8), 8);
+        assert_eq!(align_up(8, 8), 8);
+        assert_eq!(align_down(15, 8), 8);
+        assert!(is_aligned(4096, 4096));
+        assert!(!is_aligned(4097, 4096));
+        assert_eq!(checked_align_up(usize::MAX, 16), None);
+        assert!(page_size().is_power_of_two());
+    }
+}

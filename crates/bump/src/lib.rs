@@ -1,0 +1,1 @@
+//! rtmem-bump: under construction.

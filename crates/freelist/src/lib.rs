@@ -1,0 +1,1 @@
+//! rtmem-freelist: under construction.

@@ -1,0 +1,1 @@
+//! rtmem-runslots: under construction.

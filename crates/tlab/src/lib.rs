@@ -1,0 +1,1 @@
+//! rtmem-tlab: under construction.
