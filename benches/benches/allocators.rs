@@ -1,0 +1,2 @@
+//! Allocator benchmarks.
+fn main() {}
