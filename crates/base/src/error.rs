@@ -74,34 +74,59 @@ impl AllocError {
 
     /// Builds a [`AllocError::BadLayout`].
     pub const fn bad_layout(size: usize, align: usize, reason: &'static str) -> AllocError {
-        AllocError::BadLayout { size, align, reason }
+        AllocError::BadLayout {
+            size,
+            align,
+            reason,
+        }
     }
 }
 
 impl fmt::Display for AllocError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            AllocError::OutOfMemory { space, requested, reserved } => write!(
+            AllocError::OutOfMemory {
+                space,
+                requested,
+                reserved,
+            } => write!(
                 f,
                 "out of memory in the {space} space: {} requested, all {} of reserved address space in use",
                 format_bytes(requested as u64),
                 format_bytes(reserved as u64),
             ),
-            AllocError::LimitExceeded { space, requested, used, limit } => write!(
+            AllocError::LimitExceeded {
+                space,
+                requested,
+                used,
+                limit,
+            } => write!(
                 f,
                 "the {space} space is full: {} requested, {} in use, limit {}",
                 format_bytes(requested as u64),
                 format_bytes(used as u64),
                 format_bytes(limit as u64),
             ),
-            AllocError::BadLayout { size, align, reason } => {
+            AllocError::BadLayout {
+                size,
+                align,
+                reason,
+            } => {
                 write!(f, "bad layout (size {size}, align {align}): {reason}")
             }
-            AllocError::StackOverflow { requested, used, limit } => write!(
+            AllocError::StackOverflow {
+                requested,
+                used,
+                limit,
+            } => write!(
                 f,
                 "stack overflow: a frame of {requested} bytes does not fit ({used} of {limit} bytes in use)"
             ),
-            AllocError::Os { operation, bytes, errno } => write!(
+            AllocError::Os {
+                operation,
+                bytes,
+                errno,
+            } => write!(
                 f,
                 "{operation} of {} failed: {}",
                 format_bytes(bytes as u64),
@@ -128,10 +153,18 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("code space") && msg.contains("4.0 KiB") && msg.contains("1.0 MiB"));
         assert_eq!(e.space(), Some(SpaceType::Code));
-        let e = AllocError::StackOverflow { requested: 64, used: 1000, limit: 1024 };
+        let e = AllocError::StackOverflow {
+            requested: 64,
+            used: 1000,
+            limit: 1024,
+        };
         assert!(e.to_string().starts_with("stack overflow"));
         assert_eq!(e.space(), Some(SpaceType::Frames));
-        let e = AllocError::Os { operation: "mmap", bytes: 1 << 30, errno: 12 };
+        let e = AllocError::Os {
+            operation: "mmap",
+            bytes: 1 << 30,
+            errno: 12,
+        };
         assert!(e.to_string().contains("mmap of 1.0 GiB failed"), "{e}");
     }
 }

@@ -268,7 +268,12 @@ impl PoolManager {
             links,
             table_bytes,
             cache_cap: config.cache_pools.min(MAX_CACHE),
-            inner: Mutex::new(Inner { top: 0, free_list: NIL, cache: [0; MAX_CACHE], cache_len: 0 }),
+            inner: Mutex::new(Inner {
+                top: 0,
+                free_list: NIL,
+                cache: [0; MAX_CACHE],
+                cache_len: 0,
+            }),
             limits: config.limits.map(AtomicUsize::new),
             used: Default::default(),
             stats: MemStats::new(),
@@ -325,19 +330,36 @@ impl PoolManager {
     /// [`AllocError::OutOfMemory`] if the reservation has no room left.
     pub fn alloc_pool(&self, space: SpaceType, bytes: usize) -> Result<Pool, AllocError> {
         if bytes == 0 {
-            return Err(AllocError::bad_layout(0, self.pool_size(), "a pool cannot be empty"));
+            return Err(AllocError::bad_layout(
+                0,
+                self.pool_size(),
+                "a pool cannot be empty",
+            ));
         }
         let n = bytes.div_ceil(self.pool_size());
         let size = n
             .checked_mul(self.pool_size())
-            .ok_or(AllocError::OutOfMemory { space, requested: bytes, reserved: self.reserved_bytes() })?;
+            .ok_or(AllocError::OutOfMemory {
+                space,
+                requested: bytes,
+                reserved: self.reserved_bytes(),
+            })?;
         let mut inner = self.inner.lock();
         let used = self.used(space);
         let limit = self.limit(space);
         if used.checked_add(size).is_none_or(|total| total > limit) {
-            return Err(AllocError::LimitExceeded { space, requested: size, used, limit });
+            return Err(AllocError::LimitExceeded {
+                space,
+                requested: size,
+                used,
+                limit,
+            });
         }
-        let oom = AllocError::OutOfMemory { space, requested: size, reserved: self.reserved_bytes() };
+        let oom = AllocError::OutOfMemory {
+            space,
+            requested: size,
+            reserved: self.reserved_bytes(),
+        };
         if n > self.slots as usize {
             return Err(oom);
         }
@@ -440,7 +462,8 @@ impl PoolManager {
             pool.size
         );
         let base = self.reservation.start().as_ptr() as usize;
-        self.reservation.protect(pool.start_addr() - base + offset, len, prot)
+        self.reservation
+            .protect(pool.start_addr() - base + offset, len, prot)
     }
 
     /// The live pool containing `addr`, if any. O(1), lock-free.
@@ -452,7 +475,11 @@ impl PoolManager {
         let head = entry_head(e);
         let size = (self.len(head).load(Relaxed) as usize) << self.shift;
         let start = self.data_start + ((head as usize) << self.shift);
-        Some(Pool { start: NonNull::new(start as *mut u8)?, size, space })
+        Some(Pool {
+            start: NonNull::new(start as *mut u8)?,
+            size,
+            space,
+        })
     }
 
     /// The space owning the pool that contains `addr`, if any. O(1), lock-free.
@@ -626,7 +653,9 @@ mod tests {
 
     fn small(slots: usize) -> PoolManager {
         PoolManager::new(
-            PoolManagerConfig::default().with_pool_size(64 << 10).with_reserve(slots * (64 << 10)),
+            PoolManagerConfig::default()
+                .with_pool_size(64 << 10)
+                .with_reserve(slots * (64 << 10)),
         )
         .unwrap()
     }
@@ -635,7 +664,9 @@ mod tests {
     fn pools_are_aligned_tagged_and_found() {
         let pm = small(64);
         let a = pm.alloc_pool(SpaceType::Object, 1).unwrap();
-        let b = pm.alloc_pool(SpaceType::Humongous, 3 * pm.pool_size() - 5).unwrap();
+        let b = pm
+            .alloc_pool(SpaceType::Humongous, 3 * pm.pool_size() - 5)
+            .unwrap();
         assert_eq!(a.size(), pm.pool_size());
         assert_eq!(b.size(), 3 * pm.pool_size());
         for p in [a, b] {
@@ -646,9 +677,15 @@ mod tests {
             // SAFETY: a fresh pool is committed read-write.
             unsafe { p.start().as_ptr().add(p.size() - 1).write(7) };
         }
-        assert_eq!(pm.space_of(b.start_addr() + 2 * pm.pool_size()), Some(SpaceType::Humongous));
+        assert_eq!(
+            pm.space_of(b.start_addr() + 2 * pm.pool_size()),
+            Some(SpaceType::Humongous)
+        );
         assert_eq!(pm.used(SpaceType::Humongous), 3 * pm.pool_size());
-        assert_eq!(pm.stats().space(SpaceType::Object).committed, pm.pool_size() as u64);
+        assert_eq!(
+            pm.stats().space(SpaceType::Object).committed,
+            pm.pool_size() as u64
+        );
         assert_eq!(pm.pool_of(0), None);
         pm.free_pool(b);
         assert_eq!(pm.pool_of(b.start_addr()), None);
@@ -659,25 +696,39 @@ mod tests {
     #[test]
     fn freed_ranges_coalesce_and_top_shrinks() {
         let pm = small(8);
-        let p: Vec<Pool> = (0..8).map(|_| pm.alloc_pool(SpaceType::Object, 1).unwrap()).collect();
-        assert!(matches!(pm.alloc_pool(SpaceType::Object, 1), Err(AllocError::OutOfMemory { .. })));
+        let p: Vec<Pool> = (0..8)
+            .map(|_| pm.alloc_pool(SpaceType::Object, 1).unwrap())
+            .collect();
+        assert!(matches!(
+            pm.alloc_pool(SpaceType::Object, 1),
+            Err(AllocError::OutOfMemory { .. })
+        ));
         pm.trim();
         // Free slots 1, 3, 2 (out of order) with no cache: they must merge into one range of 3.
         let pm = PoolManager::new(
-            PoolManagerConfig::default().with_pool_size(64 << 10).with_reserve(8 * (64 << 10)).with_cache_pools(0),
+            PoolManagerConfig::default()
+                .with_pool_size(64 << 10)
+                .with_reserve(8 * (64 << 10))
+                .with_cache_pools(0),
         )
         .unwrap();
-        let p2: Vec<Pool> = (0..8).map(|_| pm.alloc_pool(SpaceType::Object, 1).unwrap()).collect();
+        let p2: Vec<Pool> = (0..8)
+            .map(|_| pm.alloc_pool(SpaceType::Object, 1).unwrap())
+            .collect();
         drop(p);
         for i in [1, 3, 2] {
             pm.free_pool(p2[i]);
         }
-        let big = pm.alloc_pool(SpaceType::Object, 3 * pm.pool_size()).unwrap();
+        let big = pm
+            .alloc_pool(SpaceType::Object, 3 * pm.pool_size())
+            .unwrap();
         assert_eq!(big.start(), p2[1].start());
         // Free the last pools: the top shrinks and a 2-slot pool fits there again.
         pm.free_pool(p2[7]);
         pm.free_pool(p2[6]);
-        let tail = pm.alloc_pool(SpaceType::Object, 2 * pm.pool_size()).unwrap();
+        let tail = pm
+            .alloc_pool(SpaceType::Object, 2 * pm.pool_size())
+            .unwrap();
         assert_eq!(tail.start(), p2[6].start());
     }
 
@@ -698,32 +749,44 @@ mod tests {
     #[test]
     fn cached_pools_are_flushed_when_space_runs_short() {
         let pm = small(4);
-        let p: Vec<Pool> = (0..4).map(|_| pm.alloc_pool(SpaceType::Object, 1).unwrap()).collect();
+        let p: Vec<Pool> = (0..4)
+            .map(|_| pm.alloc_pool(SpaceType::Object, 1).unwrap())
+            .collect();
         for pool in p {
             pm.free_pool(pool);
         }
         // All four slots wait in the cache; a 4-slot request must still succeed.
-        let big = pm.alloc_pool(SpaceType::Humongous, 4 * pm.pool_size()).unwrap();
+        let big = pm
+            .alloc_pool(SpaceType::Humongous, 4 * pm.pool_size())
+            .unwrap();
         assert_eq!(big.size(), 4 * pm.pool_size());
     }
 
     #[test]
     fn limits_are_enforced_and_named() {
         let pm = PoolManager::new(
-            PoolManagerConfig::default().with_limit(SpaceType::Code, 0).with_limit(SpaceType::Object, 512 << 10),
+            PoolManagerConfig::default()
+                .with_limit(SpaceType::Code, 0)
+                .with_limit(SpaceType::Object, 512 << 10),
         )
         .unwrap();
         let e = pm.alloc_pool(SpaceType::Code, 1).unwrap_err();
         assert_eq!(
             e,
-            AllocError::LimitExceeded { space: SpaceType::Code, requested: pm.pool_size(), used: 0, limit: 0 }
+            AllocError::LimitExceeded {
+                space: SpaceType::Code,
+                requested: pm.pool_size(),
+                used: 0,
+                limit: 0
+            }
         );
         let a = pm.alloc_pool(SpaceType::Object, 1).unwrap();
         let _b = pm.alloc_pool(SpaceType::Object, 1).unwrap();
         let e = pm.alloc_pool(SpaceType::Object, 1).unwrap_err();
         assert!(e.to_string().contains("object space is full"), "{e}");
         pm.free_pool(a);
-        pm.alloc_pool(SpaceType::Object, 1).expect("freed bytes count against the limit no more");
+        pm.alloc_pool(SpaceType::Object, 1)
+            .expect("freed bytes count against the limit no more");
         pm.set_limit(SpaceType::Code, 1 << 20);
         pm.alloc_pool(SpaceType::Code, 1).unwrap();
     }
@@ -731,12 +794,29 @@ mod tests {
     #[test]
     fn bad_requests() {
         let pm = small(4);
-        assert!(matches!(pm.alloc_pool(SpaceType::Object, 0), Err(AllocError::BadLayout { .. })));
+        assert!(matches!(
+            pm.alloc_pool(SpaceType::Object, 0),
+            Err(AllocError::BadLayout { .. })
+        ));
         let e = pm.alloc_pool(SpaceType::Object, usize::MAX).unwrap_err();
-        assert!(matches!(e, AllocError::OutOfMemory { space: SpaceType::Object, .. }), "{e}");
-        let e = pm.alloc_pool(SpaceType::Object, 5 * pm.pool_size()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                AllocError::OutOfMemory {
+                    space: SpaceType::Object,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = pm
+            .alloc_pool(SpaceType::Object, 5 * pm.pool_size())
+            .unwrap_err();
         assert!(matches!(e, AllocError::OutOfMemory { .. }));
-        assert!(e.to_string().contains("out of memory in the object space"), "{e}");
+        assert!(
+            e.to_string().contains("out of memory in the object space"),
+            "{e}"
+        );
         assert!(matches!(
             PoolManager::new(PoolManagerConfig::default().with_pool_size(3000)),
             Err(AllocError::BadLayout { .. })
@@ -757,7 +837,8 @@ mod tests {
         let pm = small(4);
         let a = pm.alloc_pool(SpaceType::Code, 1).unwrap();
         pm.protect(&a, 0, page_size(), Protection::Read).unwrap();
-        pm.protect(&a, 0, page_size(), Protection::ReadWrite).unwrap();
+        pm.protect(&a, 0, page_size(), Protection::ReadWrite)
+            .unwrap();
         // SAFETY: writable again.
         unsafe { a.start().as_ptr().write(1) };
     }
@@ -771,7 +852,9 @@ mod tests {
                 s.spawn(move || {
                     for round in 0..200usize {
                         let n = 1 + (round + t as usize) % 3;
-                        let p = pm.alloc_pool(SpaceType::Object, n * pm.pool_size()).unwrap();
+                        let p = pm
+                            .alloc_pool(SpaceType::Object, n * pm.pool_size())
+                            .unwrap();
                         // SAFETY: the pool is committed and ours alone.
                         unsafe { p.start().as_ptr().write_bytes(t, p.size()) };
                         assert_eq!(pm.pool_of(p.start_addr() + p.size() - 1), Some(p));

@@ -53,7 +53,11 @@ impl SpaceType {
 
     /// The space with the given [`index`](Self::index).
     pub const fn from_index(index: usize) -> Option<SpaceType> {
-        if index < Self::COUNT { Some(Self::ALL[index]) } else { None }
+        if index < Self::COUNT {
+            Some(Self::ALL[index])
+        } else {
+            None
+        }
     }
 
     /// The kebab-case name used in profiles, statistics and error messages.
@@ -116,6 +120,9 @@ mod tests {
         }
         assert_eq!(SpaceType::from_index(SpaceType::COUNT), None);
         let err = "heap".parse::<SpaceType>().unwrap_err().to_string();
-        assert!(err.contains("`heap`") && err.contains("non-moving"), "{err}");
+        assert!(
+            err.contains("`heap`") && err.contains("non-moving"),
+            "{err}"
+        );
     }
 }

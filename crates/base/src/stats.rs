@@ -64,18 +64,28 @@ impl MemStats {
     pub fn record_decommit(&self, space: SpaceType, bytes: usize) {
         let c = &self.spaces[space.index()];
         let before = c.committed.fetch_sub(bytes as u64, Relaxed);
-        debug_assert!(before >= bytes as u64, "{space}: decommitted more than committed");
+        debug_assert!(
+            before >= bytes as u64,
+            "{space}: decommitted more than committed"
+        );
     }
 
     /// Records `bytes` of side metadata (bitmaps, card tables, ...) kept for `space`.
     pub fn record_metadata(&self, space: SpaceType, bytes: usize) {
-        self.spaces[space.index()].metadata.fetch_add(bytes as u64, Relaxed);
+        self.spaces[space.index()]
+            .metadata
+            .fetch_add(bytes as u64, Relaxed);
     }
 
     /// Records that `bytes` of side metadata for `space` were released.
     pub fn release_metadata(&self, space: SpaceType, bytes: usize) {
-        let before = self.spaces[space.index()].metadata.fetch_sub(bytes as u64, Relaxed);
-        debug_assert!(before >= bytes as u64, "{space}: released more metadata than recorded");
+        let before = self.spaces[space.index()]
+            .metadata
+            .fetch_sub(bytes as u64, Relaxed);
+        debug_assert!(
+            before >= bytes as u64,
+            "{space}: released more metadata than recorded"
+        );
     }
 
     /// The counters of one space.
@@ -195,7 +205,15 @@ impl fmt::Display for MemStatsSnapshot {
         writeln!(
             f,
             "{:<18} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10}",
-            "space", "allocated", "freed", "live", "objects", "live objects", "committed", "peak", "metadata"
+            "space",
+            "allocated",
+            "freed",
+            "live",
+            "objects",
+            "live objects",
+            "committed",
+            "peak",
+            "metadata"
         )?;
         let row = |f: &mut fmt::Formatter<'_>, name: &str, s: &SpaceStats| {
             writeln!(
@@ -261,11 +279,20 @@ mod tests {
         assert_eq!(o.peak_committed, 2 << 20);
         assert_eq!(snap.total().metadata, 100);
         let table = snap.to_string();
-        assert!(table.contains("object") && table.contains("2.0 MiB"), "{table}");
-        assert!(!table.contains("humongous"), "idle spaces are not printed: {table}");
+        assert!(
+            table.contains("object") && table.contains("2.0 MiB"),
+            "{table}"
+        );
+        assert!(
+            !table.contains("humongous"),
+            "idle spaces are not printed: {table}"
+        );
         let json: serde_json::Value = serde_json::from_str(&snap.to_json()).unwrap();
         assert_eq!(json["spaces"][SpaceType::Object.index()]["space"], "object");
-        assert_eq!(json["spaces"][SpaceType::Object.index()]["bytes_freed"], 1024);
+        assert_eq!(
+            json["spaces"][SpaceType::Object.index()]["bytes_freed"],
+            1024
+        );
     }
 
     #[test]

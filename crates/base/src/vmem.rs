@@ -59,15 +59,25 @@ impl Reservation {
         let page = page_size();
         let align = align.max(page);
         if !align.is_power_of_two() {
-            return Err(AllocError::bad_layout(len, align, "alignment must be a power of two"));
+            return Err(AllocError::bad_layout(
+                len,
+                align,
+                "alignment must be a power of two",
+            ));
         }
         if len == 0 {
-            return Err(AllocError::bad_layout(len, align, "cannot reserve zero bytes"));
+            return Err(AllocError::bad_layout(
+                len,
+                align,
+                "cannot reserve zero bytes",
+            ));
         }
         let len = align_up(len, page);
-        let padded = len
-            .checked_add(align - page)
-            .ok_or(AllocError::bad_layout(len, align, "reservation larger than the address space"))?;
+        let padded = len.checked_add(align - page).ok_or(AllocError::bad_layout(
+            len,
+            align,
+            "reservation larger than the address space",
+        ))?;
         // SAFETY: a fresh anonymous mapping at an address of the kernel's
         // choosing; it cannot alias anything that exists.
         let raw = unsafe {
@@ -78,7 +88,11 @@ impl Reservation {
                 MapFlags::PRIVATE | MapFlags::NORESERVE,
             )
         }
-        .map_err(|e| AllocError::Os { operation: "mmap", bytes: padded, errno: e.raw_os_error() })?;
+        .map_err(|e| AllocError::Os {
+            operation: "mmap",
+            bytes: padded,
+            errno: e.raw_os_error(),
+        })?;
         let base = raw as usize;
         let start = align_up(base, align);
         let head = start - base;
@@ -94,7 +108,11 @@ impl Reservation {
             }
         }
         let start = NonNull::new(start as *mut u8).expect("mmap returned null");
-        tracing::trace!(start = start.as_ptr() as usize, len, "reserved address range");
+        tracing::trace!(
+            start = start.as_ptr() as usize,
+            len,
+            "reserved address range"
+        );
         Ok(Reservation { start, len })
     }
 
@@ -135,7 +153,11 @@ impl Reservation {
         // SAFETY: the range lies inside this reservation (checked by `range`);
         // dropping its pages is exactly what the caller asked for.
         unsafe { rustix::mm::madvise(ptr, len, Advice::LinuxDontNeed) }.map_err(|e| {
-            AllocError::Os { operation: "madvise", bytes: len, errno: e.raw_os_error() }
+            AllocError::Os {
+                operation: "madvise",
+                bytes: len,
+                errno: e.raw_os_error(),
+            }
         })?;
         self.protect(offset, len, Protection::None)
     }
@@ -187,6 +209,7 @@ mod tests {
         assert!(is_aligned(r.start().as_ptr() as usize, 64 * 1024));
         assert_eq!(r.len(), 16 * page);
         r.commit(page, 2 * page).unwrap();
+        // SAFETY: one page into a reservation of sixteen.
         let p = unsafe { r.start().as_ptr().add(page) };
         // SAFETY: the page was just committed read-write.
         unsafe {
@@ -203,10 +226,25 @@ mod tests {
 
     #[test]
     fn bad_requests_are_errors() {
-        assert!(matches!(Reservation::new(0, 4096), Err(AllocError::BadLayout { .. })));
-        assert!(matches!(Reservation::new(4096, 3 << 12), Err(AllocError::BadLayout { .. })));
+        assert!(matches!(
+            Reservation::new(0, 4096),
+            Err(AllocError::BadLayout { .. })
+        ));
+        assert!(matches!(
+            Reservation::new(4096, 3 << 12),
+            Err(AllocError::BadLayout { .. })
+        ));
         let err = Reservation::new(usize::MAX / 2, 4096).unwrap_err();
-        assert!(matches!(err, AllocError::Os { operation: "mmap", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                AllocError::Os {
+                    operation: "mmap",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

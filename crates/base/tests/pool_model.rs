@@ -42,7 +42,8 @@ fn check_stamp(p: &Pool) {
     let b = stamp(p);
     for off in [0, p.size() / 2, p.size() - 1] {
         // SAFETY: as in `write_stamp`.
-        assert_eq!(unsafe { *p.start().as_ptr().add(off) }, b, "pool {p:?} lost its contents");
+        let found = unsafe { *p.start().as_ptr().add(off) };
+        assert_eq!(found, b, "pool {p:?} lost its contents");
     }
 }
 
