@@ -34,7 +34,7 @@ mod vmem;
 
 pub use address::{align_down, align_up, checked_align_up, is_aligned, page_size};
 pub use error::AllocError;
-pub use pool::{Pool, PoolManager, PoolManagerConfig};
+pub use pool::{Pool, PoolManager, PoolManagerConfig, SpaceBudget};
 pub use space::{SpaceType, UnknownSpace};
 pub use stats::{MemStats, MemStatsSnapshot, SpaceStats, format_bytes};
 pub use vmem::{Protection, Reservation};

@@ -17,7 +17,7 @@
 //!   overflows, when address space runs short, or on [`PoolManager::trim`].
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 
 use parking_lot::Mutex;
 
@@ -36,8 +36,56 @@ pub struct PoolManagerConfig {
     pub pool_size: usize,
     /// How many freed single-slot pools stay committed for quick reuse.
     pub cache_pools: usize,
-    /// The byte limit of each space, indexed by [`SpaceType::index`].
-    pub limits: [usize; SpaceType::COUNT],
+    /// The size policy of each space, indexed by [`SpaceType::index`].
+    pub budgets: [SpaceBudget; SpaceType::COUNT],
+}
+
+/// The size policy of one space: its capacity starts at `initial` and, when a
+/// request does not fit, grows by `growth_percent` of itself (at least enough
+/// for the request) up to `max`. A space never holds more than its capacity,
+/// and its capacity never passes `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpaceBudget {
+    /// The capacity before the first growth, in bytes.
+    pub initial: usize,
+    /// The limit, in bytes.
+    pub max: usize,
+    /// Growth step in percent of the current capacity; 0 = fixed at `initial`.
+    pub growth_percent: u32,
+}
+
+impl SpaceBudget {
+    /// No limit at all.
+    pub const UNLIMITED: SpaceBudget = SpaceBudget::fixed(usize::MAX);
+
+    /// A fixed capacity of `bytes`.
+    pub const fn fixed(bytes: usize) -> SpaceBudget {
+        SpaceBudget {
+            initial: bytes,
+            max: bytes,
+            growth_percent: 0,
+        }
+    }
+
+    /// A capacity starting at `initial` and growing by `growth_percent` up to `max`.
+    pub const fn growing(initial: usize, max: usize, growth_percent: u32) -> SpaceBudget {
+        SpaceBudget {
+            initial,
+            max,
+            growth_percent,
+        }
+    }
+
+    /// The capacity after one growth step from `capacity` that must hold `need` bytes,
+    /// or `None` if the budget cannot hold them.
+    pub fn grown(&self, capacity: usize, need: usize) -> Option<usize> {
+        if need > self.max || self.growth_percent == 0 {
+            return None;
+        }
+        let step =
+            (capacity as u128 * self.growth_percent as u128 / 100).min(usize::MAX as u128) as usize;
+        Some(capacity.saturating_add(step).max(need).min(self.max))
+    }
 }
 
 impl Default for PoolManagerConfig {
@@ -46,15 +94,20 @@ impl Default for PoolManagerConfig {
             reserve_bytes: 16 << 30,
             pool_size: 256 << 10,
             cache_pools: 16,
-            limits: [usize::MAX; SpaceType::COUNT],
+            budgets: [SpaceBudget::UNLIMITED; SpaceType::COUNT],
         }
     }
 }
 
 impl PoolManagerConfig {
-    /// Sets the byte limit of `space`.
-    pub fn with_limit(mut self, space: SpaceType, bytes: usize) -> Self {
-        self.limits[space.index()] = bytes;
+    /// Gives `space` a fixed limit of `bytes`.
+    pub fn with_limit(self, space: SpaceType, bytes: usize) -> Self {
+        self.with_budget(space, SpaceBudget::fixed(bytes))
+    }
+
+    /// Sets the size policy of `space`.
+    pub fn with_budget(mut self, space: SpaceType, budget: SpaceBudget) -> Self {
+        self.budgets[space.index()] = budget;
         self
     }
 
@@ -203,7 +256,10 @@ pub struct PoolManager {
     table_bytes: usize,
     cache_cap: usize,
     inner: Mutex<Inner>,
-    limits: [AtomicUsize; SpaceType::COUNT],
+    budgets: Mutex<[SpaceBudget; SpaceType::COUNT]>,
+    capacity: [AtomicUsize; SpaceType::COUNT],
+    auto_grow: [AtomicBool; SpaceType::COUNT],
+    growths: [AtomicU64; SpaceType::COUNT],
     used: [AtomicUsize; SpaceType::COUNT],
     stats: MemStats,
 }
@@ -274,7 +330,12 @@ impl PoolManager {
                 cache: [0; MAX_CACHE],
                 cache_len: 0,
             }),
-            limits: config.limits.map(AtomicUsize::new),
+            capacity: config
+                .budgets
+                .map(|b| AtomicUsize::new(b.initial.min(b.max))),
+            budgets: Mutex::new(config.budgets),
+            auto_grow: std::array::from_fn(|_| AtomicBool::new(true)),
+            growths: Default::default(),
             used: Default::default(),
             stats: MemStats::new(),
             reservation,
@@ -303,18 +364,74 @@ impl PoolManager {
         let mut snap = self.stats.snapshot();
         snap.pool_cache_bytes = (self.inner.lock().cache_len as u64) << self.shift;
         snap.pool_table_bytes = self.table_bytes as u64;
+        for s in &mut snap.spaces {
+            s.capacity = self.capacity(s.space) as u64;
+            s.limit = self.limit(s.space) as u64;
+            s.growths = self.growths(s.space);
+        }
         snap
     }
 
-    /// The byte limit of `space`.
+    /// The limit of `space`: its capacity can never grow past it.
     pub fn limit(&self, space: SpaceType) -> usize {
-        self.limits[space.index()].load(Relaxed)
+        self.budgets.lock()[space.index()].max
     }
 
-    /// Changes the byte limit of `space`. Pools already held stay valid even if
-    /// they exceed the new limit; further requests are refused until enough is freed.
+    /// Changes the limit of `space`. A fixed-size space (growth 0 %) takes the
+    /// new limit as its capacity; a growing one keeps its capacity, lowered to
+    /// the limit if needed. Pools already held stay valid even if they exceed
+    /// the new limit; further requests are refused until enough is freed.
     pub fn set_limit(&self, space: SpaceType, bytes: usize) {
-        self.limits[space.index()].store(bytes, Relaxed);
+        let mut budgets = self.budgets.lock();
+        let budget = &mut budgets[space.index()];
+        budget.max = bytes;
+        let capacity = &self.capacity[space.index()];
+        if budget.growth_percent == 0 {
+            budget.initial = bytes;
+            capacity.store(bytes, Relaxed);
+        } else {
+            capacity.fetch_min(bytes, Relaxed);
+        }
+    }
+
+    /// The size policy of `space`.
+    pub fn budget(&self, space: SpaceType) -> SpaceBudget {
+        self.budgets.lock()[space.index()]
+    }
+
+    /// The bytes `space` may hold now (between its initial size and its limit).
+    pub fn capacity(&self, space: SpaceType) -> usize {
+        self.capacity[space.index()].load(Relaxed)
+    }
+
+    /// How many times the capacity of `space` has grown.
+    pub fn growths(&self, space: SpaceType) -> u64 {
+        self.growths[space.index()].load(Relaxed)
+    }
+
+    /// Whether a request that does not fit the capacity of `space` grows it
+    /// (the default). A collector turns this off for the spaces it manages, so
+    /// that a full space is first a reason to collect, and grows them with
+    /// [`grow`](Self::grow) when collecting did not free enough.
+    pub fn set_auto_grow(&self, space: SpaceType, on: bool) {
+        self.auto_grow[space.index()].store(on, Relaxed);
+    }
+
+    /// Grows the capacity of `space` by at least `bytes` (one growth step if
+    /// that is more), up to its limit. Returns the new capacity.
+    pub fn grow(&self, space: SpaceType, bytes: usize) -> usize {
+        let budgets = self.budgets.lock();
+        let budget = budgets[space.index()];
+        let cap = &self.capacity[space.index()];
+        let current = cap.load(Relaxed);
+        let target = current.saturating_add(bytes).min(budget.max);
+        let grown = budget.grown(current, target).unwrap_or(target).max(current);
+        if grown > current {
+            cap.store(grown, Relaxed);
+            self.growths[space.index()].fetch_add(1, Relaxed);
+            tracing::debug!(%space, from = current, to = grown, "space capacity grown");
+        }
+        grown
     }
 
     /// The bytes of pools `space` holds now.
@@ -345,22 +462,14 @@ impl PoolManager {
                 reserved: self.reserved_bytes(),
             })?;
         let mut inner = self.inner.lock();
-        let used = self.used(space);
-        let limit = self.limit(space);
-        if used.checked_add(size).is_none_or(|total| total > limit) {
-            return Err(AllocError::LimitExceeded {
-                space,
-                requested: size,
-                used,
-                limit,
-            });
-        }
+        self.reserve_capacity(space, size)?;
         let oom = AllocError::OutOfMemory {
             space,
             requested: size,
             reserved: self.reserved_bytes(),
         };
         if n > self.slots as usize {
+            self.used[space.index()].fetch_sub(size, Relaxed);
             return Err(oom);
         }
         let n = n as u32;
@@ -369,15 +478,20 @@ impl PoolManager {
             inner.cache[inner.cache_len]
         } else {
             let head = match self.take_range(&mut inner, n) {
-                Some(head) => head,
+                Some(head) => Some(head),
                 None if inner.cache_len > 0 => {
                     self.flush_cache(&mut inner);
-                    self.take_range(&mut inner, n).ok_or(oom)?
+                    self.take_range(&mut inner, n)
                 }
-                None => return Err(oom),
+                None => None,
+            };
+            let Some(head) = head else {
+                self.used[space.index()].fetch_sub(size, Relaxed);
+                return Err(oom);
             };
             if let Err(e) = self.reservation.commit(self.offset_of(head), size) {
                 self.insert_free(&mut inner, head, n);
+                self.used[space.index()].fetch_sub(size, Relaxed);
                 return Err(e);
             }
             head
@@ -386,13 +500,49 @@ impl PoolManager {
             self.entry(i).store(entry(space_tag(space), head), Release);
         }
         self.len(head).store(n, Relaxed);
-        self.used[space.index()].fetch_add(size, Relaxed);
         drop(inner);
         self.stats.record_commit(space, size);
         let start = NonNull::new((self.data_start + ((head as usize) << self.shift)) as *mut u8)
             .expect("pool addresses are never null");
         tracing::trace!(%space, start = start.as_ptr() as usize, size, "pool allocated");
         Ok(Pool { start, size, space })
+    }
+
+    /// Counts `size` more bytes against the capacity of `space`, growing it by
+    /// the space's rule if allowed. Called with the allocation lock held.
+    fn reserve_capacity(&self, space: SpaceType, size: usize) -> Result<(), AllocError> {
+        let i = space.index();
+        let used = self.used[i].load(Relaxed);
+        let need = used.checked_add(size);
+        let capacity = self.capacity[i].load(Relaxed);
+        if need.is_none_or(|need| need > capacity) {
+            let budget = self.budgets.lock()[i];
+            let grown = need
+                .filter(|_| self.auto_grow[i].load(Relaxed))
+                .and_then(|need| budget.grown(capacity, need));
+            match grown {
+                Some(grown) => {
+                    self.capacity[i].store(grown, Relaxed);
+                    self.growths[i].fetch_add(1, Relaxed);
+                    tracing::debug!(%space, from = capacity, to = grown, "space capacity grown");
+                }
+                None => {
+                    let limit = if budget.growth_percent == 0 {
+                        capacity
+                    } else {
+                        budget.max
+                    };
+                    return Err(AllocError::LimitExceeded {
+                        space,
+                        requested: size,
+                        used,
+                        limit,
+                    });
+                }
+            }
+        }
+        self.used[i].fetch_add(size, Relaxed);
+        Ok(())
     }
 
     /// Gives a pool back. Single-slot pools wait committed in a small cache;
@@ -789,6 +939,108 @@ mod tests {
             .expect("freed bytes count against the limit no more");
         pm.set_limit(SpaceType::Code, 1 << 20);
         pm.alloc_pool(SpaceType::Code, 1).unwrap();
+    }
+
+    #[test]
+    fn capacity_grows_by_its_rule_up_to_the_limit() {
+        let pool = 64 << 10;
+        let pm = PoolManager::new(
+            PoolManagerConfig::default()
+                .with_pool_size(pool)
+                .with_budget(
+                    SpaceType::RuntimeInternal,
+                    SpaceBudget::growing(4 * pool, 10 * pool, 50),
+                )
+                .with_budget(
+                    SpaceType::Frames,
+                    SpaceBudget::growing(2 * pool, 8 * pool, 0),
+                ),
+        )
+        .unwrap();
+        let ri = SpaceType::RuntimeInternal;
+        assert_eq!(pm.capacity(ri), 4 * pool);
+        let held: Vec<Pool> = (0..4).map(|_| pm.alloc_pool(ri, 1).unwrap()).collect();
+        assert_eq!((pm.capacity(ri), pm.growths(ri)), (4 * pool, 0));
+        // The fifth pool grows the capacity by half: 4 -> 6 pools.
+        let fifth = pm.alloc_pool(ri, 1).unwrap();
+        assert_eq!((pm.capacity(ri), pm.growths(ri)), (6 * pool, 1));
+        // A request beyond one step grows to fit it: 5 + 4 = 9 pools.
+        let big = pm.alloc_pool(ri, 4 * pool).unwrap();
+        assert_eq!(pm.capacity(ri), 9 * pool);
+        // Then the step (9 * 1.5) is capped at the limit of 10.
+        let tenth = pm.alloc_pool(ri, 1).unwrap();
+        assert_eq!(pm.capacity(ri), 10 * pool);
+        let e = pm.alloc_pool(ri, 1).unwrap_err();
+        assert_eq!(
+            e,
+            AllocError::LimitExceeded {
+                space: ri,
+                requested: pool,
+                used: 10 * pool,
+                limit: 10 * pool
+            }
+        );
+        let snap = pm.snapshot();
+        assert_eq!(snap.space(ri).capacity, 10 * pool as u64);
+        assert_eq!(snap.space(ri).growths, 3);
+        for p in held.into_iter().chain([fifth, big, tenth]) {
+            pm.free_pool(p);
+        }
+        // A growth of 0 % means a fixed capacity at the initial size, named in the error.
+        let fr = SpaceType::Frames;
+        let a = pm.alloc_pool(fr, 2 * pool).unwrap();
+        let e = pm.alloc_pool(fr, 1).unwrap_err();
+        assert_eq!(
+            e,
+            AllocError::LimitExceeded {
+                space: fr,
+                requested: pool,
+                used: 2 * pool,
+                limit: 2 * pool
+            }
+        );
+        pm.free_pool(a);
+    }
+
+    #[test]
+    fn a_collector_grows_its_spaces_explicitly() {
+        let pool = 64 << 10;
+        let pm = PoolManager::new(
+            PoolManagerConfig::default()
+                .with_pool_size(pool)
+                .with_budget(
+                    SpaceType::Object,
+                    SpaceBudget::growing(2 * pool, 5 * pool, 100),
+                ),
+        )
+        .unwrap();
+        pm.set_auto_grow(SpaceType::Object, false);
+        let a = pm.alloc_pool(SpaceType::Object, 2 * pool).unwrap();
+        let e = pm.alloc_pool(SpaceType::Object, 1).unwrap_err();
+        assert!(
+            matches!(e, AllocError::LimitExceeded { limit, .. } if limit == 5 * pool),
+            "{e}"
+        );
+        assert_eq!(
+            pm.capacity(SpaceType::Object),
+            2 * pool,
+            "no automatic growth"
+        );
+        assert_eq!(pm.grow(SpaceType::Object, 1), 4 * pool, "one step of 100 %");
+        let b = pm.alloc_pool(SpaceType::Object, 2 * pool).unwrap();
+        assert_eq!(
+            pm.grow(SpaceType::Object, 10 * pool),
+            5 * pool,
+            "capped at the limit"
+        );
+        pm.set_limit(SpaceType::Object, 3 * pool);
+        assert_eq!(
+            pm.capacity(SpaceType::Object),
+            3 * pool,
+            "a lower limit lowers the capacity"
+        );
+        pm.free_pool(a);
+        pm.free_pool(b);
     }
 
     #[test]

@@ -100,6 +100,9 @@ impl MemStats {
             committed: c.committed.load(Relaxed),
             peak_committed: c.peak_committed.load(Relaxed),
             metadata: c.metadata.load(Relaxed),
+            capacity: 0,
+            limit: 0,
+            growths: 0,
         }
     }
 
@@ -132,6 +135,12 @@ pub struct SpaceStats {
     pub peak_committed: u64,
     /// Bytes of side metadata (bitmaps, card tables, remembered sets) now.
     pub metadata: u64,
+    /// The bytes of pools the space may hold now (filled in by the pool manager).
+    pub capacity: u64,
+    /// The most the space may ever hold (filled in by the pool manager).
+    pub limit: u64,
+    /// How many times the capacity grew (filled in by the pool manager).
+    pub growths: u64,
 }
 
 impl SpaceStats {
@@ -181,6 +190,9 @@ impl MemStatsSnapshot {
             committed: 0,
             peak_committed: 0,
             metadata: 0,
+            capacity: 0,
+            limit: 0,
+            growths: 0,
         };
         for s in &self.spaces {
             t.bytes_allocated += s.bytes_allocated;
@@ -190,6 +202,9 @@ impl MemStatsSnapshot {
             t.committed += s.committed;
             t.peak_committed += s.peak_committed;
             t.metadata += s.metadata;
+            t.capacity = t.capacity.saturating_add(s.capacity);
+            t.limit = t.limit.saturating_add(s.limit);
+            t.growths += s.growths;
         }
         t
     }
@@ -218,7 +233,7 @@ impl fmt::Display for MemStatsSnapshot {
         let row = |f: &mut fmt::Formatter<'_>, name: &str, s: &SpaceStats| {
             writeln!(
                 f,
-                "{:<18} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10}",
+                "{:<18} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10}",
                 name,
                 format_bytes(s.bytes_allocated),
                 format_bytes(s.bytes_freed),
@@ -228,6 +243,8 @@ impl fmt::Display for MemStatsSnapshot {
                 format_bytes(s.committed),
                 format_bytes(s.peak_committed),
                 format_bytes(s.metadata),
+                size_or_dash(s.capacity),
+                size_or_dash(s.limit),
             )
         };
         for s in self.spaces.iter().filter(|s| !s.is_idle()) {
@@ -240,6 +257,15 @@ impl fmt::Display for MemStatsSnapshot {
             format_bytes(self.pool_cache_bytes),
             format_bytes(self.pool_table_bytes)
         )
+    }
+}
+
+/// A size, or `-` for "not known" (0) and "unlimited" (beyond any address space).
+fn size_or_dash(bytes: u64) -> String {
+    if bytes == 0 || bytes >= 1 << 60 {
+        "-".to_owned()
+    } else {
+        format_bytes(bytes)
     }
 }
 
