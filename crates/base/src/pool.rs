@@ -44,7 +44,7 @@ pub struct PoolManagerConfig {
 /// request does not fit, grows by `growth_percent` of itself (at least enough
 /// for the request) up to `max`. A space never holds more than its capacity,
 /// and its capacity never passes `max`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct SpaceBudget {
     /// The capacity before the first growth, in bytes.
     pub initial: usize,

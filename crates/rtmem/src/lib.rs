@@ -12,6 +12,6 @@
 mod profile;
 
 pub use profile::{
-    DEFAULT_PROFILE, GcKind, HeapConfig, PROFILE_ENV, Profile, ProfileError, SpaceConfig,
-    TriggerConfig, TriggerKind, format_size, parse_size,
+    DEFAULT_PROFILE, GcKind, HeapConfig, PROFILE_ENV, Profile, ProfileError, TriggerConfig,
+    TriggerKind, format_size, parse_size,
 };

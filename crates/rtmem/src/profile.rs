@@ -15,7 +15,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use rtmem_base::SpaceType;
+use rtmem_base::{SpaceBudget, SpaceType};
 use serde::Serialize;
 
 /// The built-in profiles: (name, TOML text).
@@ -125,18 +125,6 @@ macro_rules! profile_enum {
 profile_enum!(GcKind, "collector");
 profile_enum!(TriggerKind, "trigger kind");
 
-/// Size, limit and growth of one space.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct SpaceConfig {
-    /// Bytes the space may hold before it first grows.
-    pub initial: usize,
-    /// Bytes the space may never exceed (its limit in the pool manager).
-    pub max: usize,
-    /// How much the space's capacity grows when it fills, in percent of the
-    /// current capacity (0 = fixed size).
-    pub growth_percent: u32,
-}
-
 /// Object-heap layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct HeapConfig {
@@ -187,7 +175,7 @@ pub struct Profile {
     /// Collection trigger.
     pub trigger: TriggerConfig,
     /// Per-space size, limit and growth, indexed by [`SpaceType::index`].
-    pub spaces: [SpaceConfig; SpaceType::COUNT],
+    pub spaces: [SpaceBudget; SpaceType::COUNT],
 }
 
 /// Why a profile could not be loaded. Every message names the file, and
@@ -425,7 +413,7 @@ impl Profile {
         trig_t.only(&["kind", "growth_percent", "occupancy_percent", "min_heap"])?;
         let names: Vec<&str> = SpaceType::ALL.iter().map(|s| s.name()).collect();
         spaces_t.only(&names)?;
-        let mut spaces = [SpaceConfig {
+        let mut spaces = [SpaceBudget {
             initial: 0,
             max: 0,
             growth_percent: 0,
@@ -434,7 +422,7 @@ impl Profile {
             let r = spaces_t.table(space.name())?;
             r.only(&["initial", "max", "growth_percent"])?;
             let i = space.index();
-            spaces[i] = SpaceConfig {
+            spaces[i] = SpaceBudget {
                 initial: field!(r, get_size, "initial", |b: &Profile| b.spaces[i].initial),
                 max: field!(r, get_size, "max", |b: &Profile| b.spaces[i].max),
                 growth_percent: field!(r, get_u32, "growth_percent", |b: &Profile| b.spaces[i]
@@ -597,7 +585,7 @@ impl Profile {
     }
 
     /// The configuration of one space.
-    pub fn space(&self, space: SpaceType) -> &SpaceConfig {
+    pub fn space(&self, space: SpaceType) -> &SpaceBudget {
         &self.spaces[space.index()]
     }
 
