@@ -27,6 +27,7 @@
 
 mod address;
 mod error;
+mod lock;
 mod pool;
 mod space;
 mod stats;
@@ -34,7 +35,8 @@ mod vmem;
 
 pub use address::{align_down, align_up, checked_align_up, is_aligned, page_size};
 pub use error::AllocError;
+pub use lock::{Mutex, MutexGuard};
 pub use pool::{Pool, PoolManager, PoolManagerConfig, SpaceBudget};
 pub use space::{SpaceType, UnknownSpace};
-pub use stats::{MemStats, MemStatsSnapshot, SpaceStats, format_bytes};
+pub use stats::{MemStats, MemStatsSnapshot, SpaceStats, Swept, format_bytes};
 pub use vmem::{Protection, Reservation};

@@ -19,10 +19,9 @@
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 
-use parking_lot::Mutex;
-
 use crate::address::{align_up, page_size};
 use crate::error::AllocError;
+use crate::lock::Mutex;
 use crate::space::SpaceType;
 use crate::stats::{MemStats, MemStatsSnapshot};
 use crate::vmem::{Protection, Reservation};

@@ -219,7 +219,7 @@ impl fmt::Display for MemStatsSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<18} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10}",
+            "{:<18} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10}",
             "space",
             "allocated",
             "freed",
@@ -228,7 +228,9 @@ impl fmt::Display for MemStatsSnapshot {
             "live objects",
             "committed",
             "peak",
-            "metadata"
+            "metadata",
+            "capacity",
+            "limit"
         )?;
         let row = |f: &mut fmt::Formatter<'_>, name: &str, s: &SpaceStats| {
             writeln!(
@@ -257,6 +259,23 @@ impl fmt::Display for MemStatsSnapshot {
             format_bytes(self.pool_cache_bytes),
             format_bytes(self.pool_table_bytes)
         )
+    }
+}
+
+/// What a sweep freed: every allocator that frees individual objects
+/// (run-of-slots, free list, large objects) reports its sweeps with this.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Bytes freed (as counted in `MemStats`: usable block or slot sizes).
+    pub bytes: usize,
+    /// Objects freed.
+    pub objects: usize,
+}
+
+impl std::ops::AddAssign for Swept {
+    fn add_assign(&mut self, other: Swept) {
+        self.bytes += other.bytes;
+        self.objects += other.objects;
     }
 }
 
