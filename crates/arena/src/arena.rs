@@ -331,7 +331,12 @@ impl Arena {
             self.waste.set(self.waste.get() + pad);
         }
         let start = top + pad;
-        self.top.set(start + size);
+        let new_top = start + size;
+        self.top.set(new_top);
+        // Prefetch once per cache line crossed, not per (small) object.
+        if (top ^ new_top) >= 64 {
+            rtmem_base::prefetch_ahead(new_top as *const u8);
+        }
         // SAFETY: `start >= top`, and `top` is an address inside a chunk or
         // `NO_CHUNK`, neither of which is 0.
         Some(unsafe { NonNull::new_unchecked(start as *mut u8) })

@@ -33,7 +33,10 @@ mod space;
 mod stats;
 mod vmem;
 
-pub use address::{align_down, align_up, checked_align_up, is_aligned, page_size};
+pub use address::{
+    PREFETCH_DISTANCE, align_down, align_up, checked_align_up, is_aligned, page_size,
+    prefetch_ahead,
+};
 pub use error::AllocError;
 pub use lock::{Mutex, MutexGuard};
 pub use pool::{Pool, PoolManager, PoolManagerConfig, SpaceBudget};

@@ -61,31 +61,7 @@ pub use region::{BumpRegion, Filler};
 /// this many bytes, and every chunk and object starts 8-aligned.
 pub const GRANULE: usize = 8;
 
-/// How far past the bump pointer [`prefetch_ahead`] reaches, in bytes.
-pub const PREFETCH_DISTANCE: usize = 512;
-
-/// Asks the CPU to start fetching, for writing, the cache line
-/// [`PREFETCH_DISTANCE`] bytes past `top`: what the fast paths of
-/// [`BumpAllocator`] and `rtmem-tlab` do after every allocation (HotSpot's
-/// "allocation prefetch"). Bump allocation writes to memory in address order
-/// and, beyond the caches, each new line stalls the writing thread;
-/// fetching it a few objects ahead hides that latency.
-///
-/// A prefetch is only a hint: it never faults and changes no memory, so any
-/// address will do, even past the end of a buffer. A no-op on targets other
-/// than x86-64.
-#[inline(always)]
-pub fn prefetch_ahead(top: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_ET0, _mm_prefetch};
-        // SAFETY: a prefetch cannot fault and writes nothing, whatever the
-        // address; SSE, which it needs, is part of the x86-64 baseline.
-        unsafe { _mm_prefetch::<_MM_HINT_ET0>(top.wrapping_add(PREFETCH_DISTANCE).cast()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = top;
-}
+pub use rtmem_base::{PREFETCH_DISTANCE, prefetch_ahead};
 
 /// Rounds `size` up to a multiple of [`GRANULE`]; folds away for constants.
 ///
