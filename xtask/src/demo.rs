@@ -1,12 +1,13 @@
-//! `cargo xtask demo`: a workload over every space of a runtime on one pool
-//! manager, then the per-space statistics table.
+//! `cargo xtask demo`: a workload over every space of a runtime, configured
+//! by the selected profile, then the per-space statistics table.
 
 use std::alloc::Layout;
 
 use allocator_api2::vec::Vec as ArenaVec;
+use rtmem::Profile;
 use rtmem_arena::Arena;
-use rtmem_base::{AllocError, SpaceBudget, SpaceType, format_bytes};
-use rtmem_spaces::{Spaces, SpacesConfig};
+use rtmem_base::{AllocError, format_bytes};
+use rtmem_spaces::Spaces;
 use rtmem_tlab::Tlab;
 
 /// Runs the demo. Accepts no arguments yet.
@@ -14,16 +15,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if let Some(arg) = args.first() {
         return Err(format!("demo takes no arguments (got `{arg}`)"));
     }
-    let config = SpacesConfig::default()
-        .with_budget(
-            SpaceType::RuntimeInternal,
-            SpaceBudget::growing(1 << 20, 256 << 20, 100),
-        )
-        .with_budget(SpaceType::Frames, SpaceBudget::fixed(1 << 20));
-    let spaces = Spaces::new(config).map_err(|e| e.to_string())?;
+    let profile = Profile::from_env().map_err(|e| e.to_string())?;
+    let spaces = Spaces::new(profile.spaces_config()).map_err(|e| e.to_string())?;
     println!(
-        "rtmem demo: every space over one pool manager ({} pools)\n",
+        "rtmem demo: profile `{}` ({}), every space over one pool manager ({} pools)",
+        profile.name,
+        profile.source,
         format_bytes(spaces.pools().pool_size() as u64)
+    );
+    println!(
+        "the profile's collector is `{}`; collectors are not built yet, so this demo exercises the spaces and their allocators\n",
+        profile.gc
     );
     young_objects(&spaces).map_err(|e| e.to_string())?;
     tenured_objects(&spaces).map_err(|e| e.to_string())?;

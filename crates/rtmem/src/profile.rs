@@ -584,6 +584,16 @@ impl Profile {
         Ok(())
     }
 
+    /// The spaces this profile asks for: every space's budget, the large
+    /// object threshold, default address-space reservation and pool size.
+    pub fn spaces_config(&self) -> rtmem_spaces::SpacesConfig {
+        rtmem_spaces::SpacesConfig {
+            budgets: self.spaces,
+            large_threshold: self.heap.large_threshold,
+            ..rtmem_spaces::SpacesConfig::default()
+        }
+    }
+
     /// The configuration of one space.
     pub fn space(&self, space: SpaceType) -> &SpaceBudget {
         &self.spaces[space.index()]

@@ -42,6 +42,23 @@ fn builtin_profiles_load_and_round_trip() {
 }
 
 #[test]
+fn a_profile_configures_the_spaces() {
+    let p = Profile::from_name("small-footprint").unwrap();
+    let config = p.spaces_config();
+    assert_eq!(
+        config.budgets[SpaceType::Object.index()],
+        *p.space(SpaceType::Object)
+    );
+    assert_eq!(config.large_threshold, p.heap.large_threshold);
+    let spaces = rtmem_spaces::Spaces::new(config).unwrap();
+    assert_eq!(spaces.pools().capacity(SpaceType::Object), 16 << 20);
+    assert_eq!(
+        spaces.pools().limit(SpaceType::Frames),
+        p.space(SpaceType::Frames).max
+    );
+}
+
+#[test]
 fn files_inherit_and_override() {
     let p = parse("inherits = \"throughput\"\ngc_workers = 1\n[spaces.code]\nmax = \"8MiB\"\n")
         .unwrap();
