@@ -1,8 +1,16 @@
 //! rtmem's collectors and the machinery they share.
 //!
-//! This crate is being built in steps; today it holds the safepoint protocol
-//! ([`Safepoints`]): stop-the-world with a guard, per-thread handshakes, and
-//! native-code transitions, model-checked with loom.
+//! This crate is being built in steps (the plan is `docs/gc-design.md`).
+//! Today it holds the pieces every collector shares:
+//!
+//! - [`safepoint`]: stop-the-world with a guard, per-thread handshakes and
+//!   native-code transitions, model-checked with loom;
+//! - [`bitmap`]: the side mark bitmap (one bit per 8-byte granule);
+//! - [`card`]: the card table kept by the post-write barrier, and the raw
+//!   [`BarrierFacts`](card::BarrierFacts) a JIT inlines it from;
+//! - [`stats`]: per-collection records, the pause histogram, JSON export;
+//! - [`trigger`]: when to collect (occupancy, adaptive growth, explicit,
+//!   idle, stress).
 //!
 //! ```
 //! use rtmem_gc::Safepoints;
@@ -24,7 +32,11 @@
 //! assert_eq!(me.data(), &[7]);
 //! ```
 
+pub mod bitmap;
+pub mod card;
 pub mod safepoint;
+pub mod stats;
 mod sync;
+pub mod trigger;
 
 pub use safepoint::{SafepointHandle, Safepoints, StoppedWorld};

@@ -12,6 +12,7 @@
 mod profile;
 
 pub use profile::{
-    DEFAULT_PROFILE, GcKind, HeapConfig, PROFILE_ENV, Profile, ProfileError, TriggerConfig,
-    TriggerKind, format_size, parse_size,
+    DEFAULT_PROFILE, HeapConfig, PROFILE_ENV, Profile, ProfileError, format_size, parse_size,
 };
+pub use rtmem_gc::stats::GcKind;
+pub use rtmem_gc::trigger::{TriggerConfig, TriggerKind};

@@ -16,6 +16,8 @@ use std::path::Path;
 use std::str::FromStr;
 
 use rtmem_base::{SpaceBudget, SpaceType};
+use rtmem_gc::stats::GcKind;
+use rtmem_gc::trigger::TriggerConfig;
 use serde::Serialize;
 
 /// The built-in profiles: (name, TOML text).
@@ -38,93 +40,6 @@ pub const DEFAULT_PROFILE: &str = "balanced";
 /// The environment variable naming the profile (a built-in name or a path).
 pub const PROFILE_ENV: &str = "RTMEM_PROFILE";
 
-/// Which collector manages the object heap.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum GcKind {
-    /// Allocate only, never collect.
-    Epsilon,
-    /// Stop-the-world, non-moving mark-sweep with parallel marking.
-    Stw,
-    /// Generational: young copying collection, tenured mark-sweep.
-    Gen,
-    /// Generational with the tenured generation marked and swept concurrently.
-    GenConcurrent,
-}
-
-impl GcKind {
-    /// Every kind, in profile order.
-    pub const ALL: [GcKind; 4] = [
-        GcKind::Epsilon,
-        GcKind::Stw,
-        GcKind::Gen,
-        GcKind::GenConcurrent,
-    ];
-
-    /// The spelling used in profiles.
-    pub const fn name(self) -> &'static str {
-        match self {
-            GcKind::Epsilon => "epsilon",
-            GcKind::Stw => "stw",
-            GcKind::Gen => "gen",
-            GcKind::GenConcurrent => "gen-concurrent",
-        }
-    }
-}
-
-/// How the collector decides when to collect.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TriggerKind {
-    /// Collect when the heap reaches `occupancy_percent` of its limit.
-    Occupancy,
-    /// Collect when the heap has grown by `growth_percent` of the live size
-    /// after the last collection (like Go's GOGC), but not below `min_heap`.
-    Adaptive,
-}
-
-impl TriggerKind {
-    /// Every kind, in profile order.
-    pub const ALL: [TriggerKind; 2] = [TriggerKind::Occupancy, TriggerKind::Adaptive];
-
-    /// The spelling used in profiles.
-    pub const fn name(self) -> &'static str {
-        match self {
-            TriggerKind::Occupancy => "occupancy",
-            TriggerKind::Adaptive => "adaptive",
-        }
-    }
-}
-
-macro_rules! profile_enum {
-    ($ty:ty, $what:literal) => {
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.name())
-            }
-        }
-
-        impl FromStr for $ty {
-            type Err = String;
-
-            fn from_str(s: &str) -> Result<Self, String> {
-                <$ty>::ALL
-                    .into_iter()
-                    .find(|k| k.name() == s)
-                    .ok_or_else(|| {
-                        let known: Vec<_> = <$ty>::ALL.iter().map(|k| k.name()).collect();
-                        format!(
-                            concat!("not a ", $what, " (expected one of: {})"),
-                            known.join(", ")
-                        )
-                    })
-            }
-        }
-    };
-}
-profile_enum!(GcKind, "collector");
-profile_enum!(TriggerKind, "trigger kind");
-
 /// Object-heap layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct HeapConfig {
@@ -138,19 +53,6 @@ pub struct HeapConfig {
     pub card_size: usize,
     /// Young collections an object survives before it is promoted.
     pub promotion_age: u8,
-}
-
-/// When collections start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct TriggerConfig {
-    /// The trigger policy.
-    pub kind: TriggerKind,
-    /// Adaptive: grow by this percent of the live size before the next collection.
-    pub growth_percent: u32,
-    /// Occupancy: collect at this percent of the heap limit.
-    pub occupancy_percent: u32,
-    /// No collection is triggered below this heap size.
-    pub min_heap: usize,
 }
 
 /// A complete memory-management configuration.
@@ -742,13 +644,16 @@ impl<'a> Reader<'a> {
             .transpose()
     }
 
-    fn get_enum<T: FromStr<Err = String>>(&self, key: &str) -> Result<Option<T>, ProfileError> {
+    fn get_enum<T: FromStr>(&self, key: &str) -> Result<Option<T>, ProfileError>
+    where
+        T::Err: fmt::Display,
+    {
         match self.table.get(key) {
             None => Ok(None),
             Some(toml::Value::String(s)) => s
                 .parse()
                 .map(Some)
-                .map_err(|e: String| self.bad(key, &format!("\"{s}\""), &e)),
+                .map_err(|e: T::Err| self.bad(key, &format!("\"{s}\""), &e.to_string())),
             Some(v) => Err(self.bad(key, v, "must be a string")),
         }
     }
