@@ -26,6 +26,7 @@
 //! ```
 
 mod address;
+pub mod cell;
 mod error;
 mod lock;
 mod pool;

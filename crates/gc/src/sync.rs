@@ -20,30 +20,7 @@ pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-/// An `UnsafeCell` with loom's access API.
-#[cfg(loom)]
-pub(crate) use loom::cell::UnsafeCell;
-
-/// An `UnsafeCell` with loom's access API.
-#[cfg(not(loom))]
-#[derive(Debug, Default)]
-pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
-
-#[cfg(not(loom))]
-impl<T> UnsafeCell<T> {
-    pub(crate) const fn new(value: T) -> Self {
-        UnsafeCell(std::cell::UnsafeCell::new(value))
-    }
-
-    pub(crate) fn into_inner(self) -> T {
-        self.0.into_inner()
-    }
-
-    #[inline(always)]
-    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
-        f(self.0.get())
-    }
-}
+pub(crate) use rtmem_base::cell::UnsafeCell;
 
 /// Atomic integers a [`SideTable`] can hold.
 ///

@@ -40,29 +40,4 @@ impl<T> Mutex<T> {
     }
 }
 
-#[cfg(loom)]
-pub(crate) use loom::cell::UnsafeCell;
-
-/// `std`'s `UnsafeCell` with `loom`'s closure-based access, so that under
-/// `cfg(loom)` every access to a run's owner-only fields is race-checked.
-#[cfg(not(loom))]
-#[derive(Debug)]
-pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
-
-#[cfg(not(loom))]
-impl<T> UnsafeCell<T> {
-    #[inline(always)]
-    pub(crate) const fn new(value: T) -> UnsafeCell<T> {
-        UnsafeCell(std::cell::UnsafeCell::new(value))
-    }
-
-    #[inline(always)]
-    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
-        f(self.0.get())
-    }
-
-    #[inline(always)]
-    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
-        f(self.0.get())
-    }
-}
+pub(crate) use rtmem_base::cell::UnsafeCell;
