@@ -4,16 +4,19 @@
 //! pool size; `P` is the pool size):
 //!
 //! ```text
-//! 0        16       24                                        P-8      P
-//! | pool   | pad    | block | block | ... | block             | end tag |
-//! | links  |        |                                         | (size 0)|
+//! 0                 24                                        P-8      P
+//! | pool links and  | block | block | ... | block             | end tag |
+//! | live-block count|                                         | (size 0)|
 //! ```
 //!
 //! Every block starts with an 8-byte header at an address that is 8 modulo 16,
 //! so every payload (header + 8) is 16-aligned, and every block size is a
-//! multiple of 16. The header holds the block size and two flags:
+//! multiple of 16. The header holds the block size and three flags:
 //!
-//! - [`ALLOCATED`]: the block is live;
+//! - [`ALLOCATED`]: the block is occupied: live, or parked in a quick list;
+//! - [`QUICK`]: the (occupied) block is parked in a quick list (see
+//!   `quick.rs`): free for its user, for `walk`, `sweep` and the statistics,
+//!   but neither listed nor coalesced, so its neighbours treat it as live;
 //! - [`PREV_FREE`]: the block just before this one is free, so the word just
 //!   before this header is that block's footer (its size).
 //!
@@ -23,7 +26,8 @@
 //! of a live block at one word ([`HEADER`]).
 //!
 //! Invariant: no two free blocks are adjacent (freeing coalesces), so a free
-//! block's own `PREV_FREE` flag is always clear.
+//! block's own `PREV_FREE` flag is always clear. ("Free" in this module means
+//! free in the boundary-tag sense: not occupied, footer written, listed.)
 //!
 //! Headers are read and written as relaxed atomics: a live block's header may
 //! have its `PREV_FREE` flag changed (under the allocator's lock) while another
@@ -39,15 +43,17 @@ pub(crate) const HEADER: usize = 8;
 pub(crate) const GRANULE: usize = 16;
 /// The smallest block: header, two free-list links and a footer.
 pub(crate) const MIN_BLOCK: usize = 32;
-/// Header flag: the block is live.
+/// Header flag: the block is occupied (live or parked in a quick list).
 const ALLOCATED: usize = 1;
 /// Header flag: the block before this one is free (and ends in a footer).
 const PREV_FREE: usize = 2;
+/// Header flag: the occupied block is parked in a quick list, not live.
+const QUICK: usize = 4;
 /// The header bits that are flags rather than size.
 const FLAGS: usize = GRANULE - 1;
 
 /// Offset of the first block's header inside a pool (after the pool links,
-/// padded so that payloads are 16-aligned).
+/// which fill the room up to the first 16-aligned payload exactly).
 pub(crate) const FIRST_BLOCK: usize = 24;
 /// Bytes a pool spends on anything but blocks: its links, padding and end tag.
 pub(crate) const POOL_OVERHEAD: usize = FIRST_BLOCK + HEADER;
@@ -72,10 +78,28 @@ impl Tags {
         self.0 & !FLAGS
     }
 
-    /// Whether the block is live (the end tag counts as live).
+    /// Whether the block is occupied, live or parked in a quick list (the
+    /// end tag counts as occupied): whether it is *not* a free block that
+    /// its neighbours may merge with.
     #[inline(always)]
     pub(crate) fn is_allocated(self) -> bool {
         self.0 & ALLOCATED != 0
+    }
+
+    /// Whether the block is live: occupied and not parked in a quick list.
+    #[inline(always)]
+    pub(crate) fn is_live(self) -> bool {
+        self.0 & (ALLOCATED | QUICK) == ALLOCATED
+    }
+
+    /// The same tags with the `QUICK` flag set or cleared.
+    #[inline(always)]
+    pub(crate) fn with_quick(self, quick: bool) -> Tags {
+        Tags(if quick {
+            self.0 | QUICK
+        } else {
+            self.0 & !QUICK
+        })
     }
 
     /// Whether the block just before this one is free.
@@ -128,6 +152,17 @@ impl Block {
         // SAFETY: every block is at least `MIN_BLOCK` bytes, so the payload
         // lies inside it (and inside its pool).
         unsafe { self.0.add(HEADER) }
+    }
+
+    /// The links at the start of the pool holding this block.
+    ///
+    /// # Safety
+    /// `self` must be a block (or the end tag) of a pool whose size is a
+    /// power of two, `offset_mask + 1`, and which is aligned to its size.
+    #[inline(always)]
+    pub(crate) unsafe fn pool_links(self, offset_mask: usize) -> NonNull<PoolLinks> {
+        // SAFETY: the block lies `addr % pool_size` bytes into its pool.
+        unsafe { self.0.byte_sub(self.addr() & offset_mask).cast() }
     }
 
     /// The block `bytes` after this one.
@@ -183,14 +218,14 @@ impl Block {
         unsafe { self.tags() }.size()
     }
 
-    /// Whether the block is live (the end tag counts as live).
+    /// Whether the block is live (not free, not parked in a quick list).
     ///
     /// # Safety
-    /// `self` must be a block (or the end tag) of a live pool.
+    /// `self` must be a block of a live pool.
     #[inline(always)]
-    pub(crate) unsafe fn is_allocated(self) -> bool {
+    pub(crate) unsafe fn is_live(self) -> bool {
         // SAFETY: forwarded to the caller.
-        unsafe { self.tags() }.is_allocated()
+        unsafe { self.tags() }.is_live()
     }
 
     /// The block just after this one (the end tag after the last block).
@@ -308,11 +343,14 @@ impl Block {
 }
 
 /// The links at the start of every pool: the allocator's pools form a
-/// doubly-linked list through them.
+/// doubly-linked list through them. Each also counts its pool's live blocks
+/// (parked ones excluded), so that the allocator knows when a pool may have
+/// become empty although quick lists still hold some of its blocks.
 #[repr(C)]
 pub(crate) struct PoolLinks {
     pub(crate) next: Option<NonNull<PoolLinks>>,
     pub(crate) prev: Option<NonNull<PoolLinks>>,
+    pub(crate) live: usize,
 }
 
 #[cfg(test)]
@@ -342,8 +380,8 @@ mod tests {
             a.set_free(64);
             b.set_allocated(96, false);
             b.set_prev_free(true);
-            assert!(!a.is_allocated() && a.size() == 64);
-            assert!(b.is_allocated() && b.tags().prev_is_free() && b.size() == 96);
+            assert!(!a.is_live() && !a.tags().is_allocated() && a.size() == 64);
+            assert!(b.is_live() && b.tags().prev_is_free() && b.size() == 96);
             assert_eq!(b.prev(), a);
             assert_eq!(a.next(), b);
             a.set_next_free(Some(b));
@@ -354,6 +392,15 @@ mod tests {
             assert!(b.tags().prev_is_free() && b.size() == 112);
             b.set_prev_free(false);
             assert_eq!(b.tags(), Tags(112 | ALLOCATED));
+            b.set_tags(b.tags().with_quick(true));
+            let parked = b.tags();
+            assert!(!parked.is_live() && parked.is_allocated() && parked.size() == 112);
+            b.set_prev_free(true);
+            assert_eq!(
+                b.tags().with_quick(false),
+                Tags(112 | ALLOCATED).with_prev_free(true),
+                "parking keeps the size and the neighbour's flag"
+            );
             assert_eq!(Block::from_payload(b.payload()), b);
             assert_eq!(b.payload().as_ptr() as usize % GRANULE, 0);
         }

@@ -1,8 +1,16 @@
 //! Property tests: random alloc / free / sweep / walk sequences against a
 //! model (a map of the live blocks).
+//!
+//! Small blocks are parked on quick lists when freed and handed out again by
+//! allocations of their size, so the sequences mix many sizes (splitting and
+//! coalescing) with a few recurring small ones (parking and reuse), and the
+//! checks hold parked blocks to being free: `walk` and `sweep` never see
+//! them, `MemStats` counts them freed, and freeing one again panics (in
+//! debug builds).
 
 use std::alloc::Layout;
 use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -14,6 +22,10 @@ use rtmem_freelist::large::LargeObjectAllocator;
 const SPACE: SpaceType = SpaceType::NonMoving;
 /// Small pools, so that sequences span several of them.
 const POOL: usize = 64 << 10;
+/// A few recurring small sizes, so that freed blocks are parked and handed
+/// out again (blocks of 32, 32, 48, 112, 112, 272, 512 and 528 bytes; quick
+/// lists take blocks up to 512).
+const SMALL: [usize; 8] = [8, 24, 40, 100, 104, 250, 504, 505];
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -21,8 +33,16 @@ enum Op {
         size: usize,
         align_log: u32,
     },
+    /// Allocates this many blocks of one of the recurring small sizes, so
+    /// that the heap spans several pools.
+    Burst(usize, usize),
     /// Frees the live block at this index (modulo the live count) in address order.
     Free(usize),
+    /// Frees the most recently freed block again, unless it was handed out
+    /// again meanwhile: a double free, which must panic (debug builds only).
+    FreeAgain,
+    /// Flushes the quick lists and gives back the kept empty pool.
+    Trim,
     /// Sweeps, keeping the blocks whose id has this bit clear.
     Sweep(u32),
     Walk,
@@ -32,7 +52,11 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0usize..3000, 0u32..=12).prop_map(|(size, align_log)| Op::Alloc { size, align_log }),
         1 => (0usize..16).prop_map(|size| Op::Alloc { size, align_log: 3 }),
-        5 => any::<usize>().prop_map(Op::Free),
+        4 => (0..SMALL.len()).prop_map(|i| Op::Alloc { size: SMALL[i], align_log: 3 }),
+        1 => (1usize..200, 0..SMALL.len()).prop_map(|(n, i)| Op::Burst(n, i)),
+        7 => any::<usize>().prop_map(Op::Free),
+        1 => Just(Op::FreeAgain),
+        1 => Just(Op::Trim),
         1 => (0u32..4).prop_map(Op::Sweep),
         1 => Just(Op::Walk),
     ]
@@ -71,6 +95,51 @@ fn check_contents(addr: usize, live: Live) {
     }
 }
 
+/// Allocates `size` bytes aligned to `align`, checks the block against the
+/// model (alignment, usable size, no overlap), fills it and records it.
+fn alloc(
+    heap: &FreeListAllocator,
+    model: &mut BTreeMap<usize, Live>,
+    next_id: &mut u32,
+    size: usize,
+    align: usize,
+) {
+    let p = heap
+        .alloc(Layout::from_size_align(size, align).unwrap())
+        .unwrap();
+    let addr = p.as_ptr() as usize;
+    assert_eq!(
+        addr % align.max(FreeListAllocator::ALIGN),
+        0,
+        "alignment {align}"
+    );
+    // SAFETY: `p` is live.
+    let usable = unsafe { heap.usable_size(p) };
+    assert!(usable >= size);
+    assert!(heap.contains(addr) && heap.contains(addr + usable - 1));
+    // No overlap with the nearest live blocks on either side.
+    if let Some((&a, l)) = model.range(..addr).next_back() {
+        assert!(
+            a + l.usable + FreeListAllocator::HEADER_BYTES <= addr,
+            "overlaps the block before"
+        );
+    }
+    if let Some((&a, _)) = model.range(addr..).next() {
+        assert!(
+            addr + usable + FreeListAllocator::HEADER_BYTES <= a,
+            "overlaps the block after"
+        );
+    }
+    let live = Live {
+        id: *next_id,
+        size,
+        usable,
+    };
+    *next_id += 1;
+    fill(p, live);
+    model.insert(addr, live);
+}
+
 fn run(ops: Vec<Op>) {
     let pools = Arc::new(
         PoolManager::new(
@@ -83,44 +152,16 @@ fn run(ops: Vec<Op>) {
     let heap = FreeListAllocator::new(pools.clone(), SPACE);
     let mut model: BTreeMap<usize, Live> = BTreeMap::new();
     let mut next_id = 0;
+    let mut last_freed = None;
     for op in ops {
         match op {
             Op::Alloc { size, align_log } => {
-                let align = 1 << align_log;
-                let p = heap
-                    .alloc(Layout::from_size_align(size, align).unwrap())
-                    .unwrap();
-                let addr = p.as_ptr() as usize;
-                assert_eq!(
-                    addr % align.max(FreeListAllocator::ALIGN),
-                    0,
-                    "alignment {align}"
-                );
-                // SAFETY: `p` is live.
-                let usable = unsafe { heap.usable_size(p) };
-                assert!(usable >= size);
-                assert!(heap.contains(addr) && heap.contains(addr + usable - 1));
-                // No overlap with the nearest live blocks on either side.
-                if let Some((&a, l)) = model.range(..addr).next_back() {
-                    assert!(
-                        a + l.usable + FreeListAllocator::HEADER_BYTES <= addr,
-                        "overlaps the block before"
-                    );
+                alloc(&heap, &mut model, &mut next_id, size, 1 << align_log)
+            }
+            Op::Burst(n, i) => {
+                for _ in 0..n {
+                    alloc(&heap, &mut model, &mut next_id, SMALL[i], 8);
                 }
-                if let Some((&a, _)) = model.range(addr..).next() {
-                    assert!(
-                        addr + usable + FreeListAllocator::HEADER_BYTES <= a,
-                        "overlaps the block after"
-                    );
-                }
-                let live = Live {
-                    id: next_id,
-                    size,
-                    usable,
-                };
-                next_id += 1;
-                fill(p, live);
-                model.insert(addr, live);
             }
             Op::Free(i) => {
                 if model.is_empty() {
@@ -131,7 +172,21 @@ fn run(ops: Vec<Op>) {
                 check_contents(addr, live);
                 // SAFETY: a live block of `heap`, freed once.
                 unsafe { heap.free(NonNull::new(addr as *mut u8).unwrap()) };
+                last_freed = Some(addr);
             }
+            Op::FreeAgain => {
+                let Some(addr) = last_freed.filter(|a| !model.contains_key(a)) else {
+                    continue;
+                };
+                if cfg!(debug_assertions) {
+                    let p = NonNull::new(addr as *mut u8).unwrap();
+                    // SAFETY: none: the double free is the bug under test, and
+                    // debug builds catch it before touching the heap.
+                    let r = catch_unwind(AssertUnwindSafe(|| unsafe { heap.free(p) }));
+                    assert!(r.is_err(), "double free of {addr:#x} went unnoticed");
+                }
+            }
+            Op::Trim => heap.trim(),
             Op::Sweep(bit) => {
                 let mut visited = Vec::new();
                 let swept = heap.sweep(|p, usable| {
@@ -165,23 +220,13 @@ fn run(ops: Vec<Op>) {
                 walked.sort();
                 let expected: Vec<_> = model.iter().map(|(&a, l)| (a, l.usable)).collect();
                 assert_eq!(walked, expected, "walk visits exactly the live set");
+                check_stats(&heap, &pools, &model);
             }
         }
         // The kept empty pool aside, committed memory tracks live memory.
         assert!(heap.pool_count() * POOL <= pools.used(SPACE));
     }
-    heap.flush_stats();
-    let s = pools.stats().space(SPACE);
-    assert_eq!(
-        s.live_bytes(),
-        model.values().map(|l| l.usable as u64).sum::<u64>(),
-        "MemStats live bytes"
-    );
-    assert_eq!(
-        s.live_objects(),
-        model.len() as u64,
-        "MemStats live objects"
-    );
+    check_stats(&heap, &pools, &model);
     for (&addr, &live) in &model {
         check_contents(addr, live);
         // SAFETY: live blocks of `heap`, each freed once.
@@ -204,6 +249,23 @@ fn run(ops: Vec<Op>) {
     heap.flush_stats();
     let s = pools.stats().space(SPACE);
     assert_eq!((s.live_bytes(), s.live_objects()), (0, 0));
+}
+
+/// `MemStats` counts exactly the live blocks of the model (parked blocks
+/// count as freed).
+fn check_stats(heap: &FreeListAllocator, pools: &PoolManager, model: &BTreeMap<usize, Live>) {
+    heap.flush_stats();
+    let s = pools.stats().space(SPACE);
+    assert_eq!(
+        s.live_bytes(),
+        model.values().map(|l| l.usable as u64).sum::<u64>(),
+        "MemStats live bytes"
+    );
+    assert_eq!(
+        s.live_objects(),
+        model.len() as u64,
+        "MemStats live objects"
+    );
 }
 
 proptest! {
