@@ -130,7 +130,7 @@ impl QuickLists {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use std::ptr::NonNull;
 

@@ -329,7 +329,7 @@ impl Run {
 
     /// The index of the slot that starts at `ptr`, if one does (`ptr` must lie
     /// inside the run).
-    #[cfg(any(test, debug_assertions))]
+    #[cfg(any(all(test, not(loom)), debug_assertions))]
     pub(crate) fn index_of(self, ptr: NonNull<u8>) -> Option<usize> {
         let geo = self.geometry();
         let offset =
