@@ -347,6 +347,12 @@ impl PoolManager {
         1 << self.shift
     }
 
+    /// The address range every pool lies in, `(start, len)`: what side tables
+    /// covering the whole heap (mark bitmaps, card tables) are sized for.
+    pub fn pool_area(&self) -> (usize, usize) {
+        (self.data_start, self.reserved_bytes())
+    }
+
     /// The bytes reserved for pools, all spaces together.
     pub fn reserved_bytes(&self) -> usize {
         (self.slots as usize) << self.shift
@@ -840,6 +846,27 @@ mod tests {
         assert_eq!(pm.pool_of(b.start_addr()), None);
         assert_eq!(pm.used(SpaceType::Humongous), 0);
         assert_eq!(pm.stats().space(SpaceType::Humongous).committed, 0);
+    }
+
+    #[test]
+    fn every_pool_lies_in_the_pool_area() {
+        let pm = small(16);
+        let (area, len) = pm.pool_area();
+        assert_eq!(len, 16 * pm.pool_size());
+        assert_eq!(area % pm.pool_size(), 0);
+        let pools: Vec<Pool> = (1..=4)
+            .map(|n| {
+                pm.alloc_pool(SpaceType::Object, n * pm.pool_size())
+                    .unwrap()
+            })
+            .collect();
+        for p in &pools {
+            assert!(
+                p.start_addr() >= area && p.end_addr() <= area + len,
+                "{p:?} outside the pool area"
+            );
+        }
+        assert!(!pm.contains(area + len) && pm.contains(area) && pm.contains(area + len - 1));
     }
 
     #[test]
