@@ -18,7 +18,10 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use rtmem_arena::Arena;
 use rtmem_base::SpaceType;
 use rtmem_benches::{
@@ -34,6 +37,20 @@ const CHURN_WINDOW: usize = 10_000;
 fn write_word(p: NonNull<u8>, i: usize) {
     // SAFETY: every benchmark object is at least 16 bytes and 8-aligned.
     unsafe { p.cast::<usize>().as_ptr().write(i) };
+}
+
+/// The anchor of the `bump` and `arena` groups: bumpalo's `alloc_layout`,
+/// one word written into each object, then `reset`.
+fn bumpalo_anchor(g: &mut BenchmarkGroup<'_, WallTime>, size: usize, layout: Layout) {
+    g.bench_with_input(BenchmarkId::new("bumpalo", size), &layout, |b, &layout| {
+        let mut bump = bumpalo::Bump::new();
+        b.iter(|| {
+            for i in 0..OBJECTS {
+                write_word(bump.alloc_layout(black_box(layout)), i);
+            }
+            bump.reset();
+        });
+    });
 }
 
 fn bump(c: &mut Criterion) {
@@ -67,15 +84,7 @@ fn bump(c: &mut Criterion) {
                 });
             },
         );
-        g.bench_with_input(BenchmarkId::new("bumpalo", size), &layout, |b, &layout| {
-            let mut bump = bumpalo::Bump::new();
-            b.iter(|| {
-                for i in 0..OBJECTS {
-                    write_word(bump.alloc_layout(black_box(layout)), i);
-                }
-                bump.reset();
-            });
-        });
+        bumpalo_anchor(&mut g, size, layout);
     }
     g.finish();
 }
@@ -98,24 +107,12 @@ fn arena(c: &mut Criterion) {
                 });
             },
         );
-        g.bench_with_input(BenchmarkId::new("bumpalo", size), &layout, |b, &layout| {
-            let mut bump = bumpalo::Bump::new();
-            b.iter(|| {
-                for i in 0..OBJECTS {
-                    write_word(bump.alloc_layout(black_box(layout)), i);
-                }
-                bump.reset();
-            });
-        });
+        bumpalo_anchor(&mut g, size, layout);
     }
     g.finish();
 }
 
-fn small_with<A: ObjectAlloc>(
-    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    name: &str,
-    mut a: A,
-) {
+fn small_with<A: ObjectAlloc>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut a: A) {
     for size in SIZES {
         let mut ptrs = Vec::with_capacity(OBJECTS);
         g.bench_with_input(BenchmarkId::new(name, size), &size, |b, &size| {
@@ -133,11 +130,7 @@ fn small(c: &mut Criterion) {
     g.finish();
 }
 
-fn churn_with<A: ObjectAlloc>(
-    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    name: &str,
-    a: A,
-) {
+fn churn_with<A: ObjectAlloc>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, a: A) {
     let mut churn = Churn::new(a, CHURN_WINDOW, 42);
     g.bench_function(BenchmarkId::new(name, CHURN_WINDOW), |b| {
         b.iter(|| churn.step())
