@@ -5,6 +5,8 @@
 //!
 //! - [`safepoint`]: stop-the-world with a guard, per-thread handshakes and
 //!   native-code transitions, model-checked with loom;
+//! - [`object`]: object references and the one-word object header
+//!   (type word, age, finalization flag, forwarding);
 //! - [`bitmap`]: the side mark bitmap (one bit per 8-byte granule);
 //! - [`card`]: the card table kept by the post-write barrier, and the raw
 //!   [`BarrierFacts`](card::BarrierFacts) a JIT inlines it from;
@@ -34,6 +36,7 @@
 
 pub mod bitmap;
 pub mod card;
+pub mod object;
 pub mod safepoint;
 pub mod stats;
 mod sync;
