@@ -782,33 +782,15 @@ mod tests {
 
     use super::*;
     use crate::quick::QUICK_DEPTH;
-
-    const SPACE: SpaceType = SpaceType::NonMoving;
+    #[cfg(debug_assertions)]
+    use crate::test_support::panic_message;
+    use crate::test_support::{addr, layout};
 
     fn pools() -> Arc<PoolManager> {
-        Arc::new(PoolManager::new(PoolManagerConfig::default().with_reserve(64 << 20)).unwrap())
+        crate::test_support::pools(64 << 20)
     }
 
-    fn layout(size: usize, align: usize) -> Layout {
-        Layout::from_size_align(size, align).unwrap()
-    }
-
-    fn addr(p: NonNull<u8>) -> usize {
-        p.as_ptr() as usize
-    }
-
-    /// The message of the panic `f` raises.
-    #[cfg(debug_assertions)]
-    fn panic_message(f: impl FnOnce()) -> String {
-        let payload = catch_unwind(AssertUnwindSafe(f)).expect_err("expected a panic");
-        match payload.downcast::<String>() {
-            Ok(s) => *s,
-            Err(payload) => payload
-                .downcast::<&str>()
-                .map(|s| s.to_string())
-                .unwrap_or_default(),
-        }
-    }
+    const SPACE: SpaceType = SpaceType::NonMoving;
 
     /// Checks the heap's invariants: blocks tile every pool, no two free
     /// blocks touch, every `PREV_FREE` flag and footer is right, the free

@@ -375,36 +375,16 @@ impl fmt::Debug for LargeObjectAllocator {
 
 #[cfg(test)]
 mod tests {
-    use std::panic::{AssertUnwindSafe, catch_unwind};
-
     use rtmem_base::PoolManagerConfig;
 
     use super::*;
-
-    const SPACE: SpaceType = SpaceType::Humongous;
+    use crate::test_support::{addr, layout, panic_message};
 
     fn pools() -> Arc<PoolManager> {
-        Arc::new(PoolManager::new(PoolManagerConfig::default().with_reserve(256 << 20)).unwrap())
+        crate::test_support::pools(256 << 20)
     }
 
-    fn layout(size: usize, align: usize) -> Layout {
-        Layout::from_size_align(size, align).unwrap()
-    }
-
-    fn addr(p: NonNull<u8>) -> usize {
-        p.as_ptr() as usize
-    }
-
-    fn panic_message(f: impl FnOnce()) -> String {
-        let payload = catch_unwind(AssertUnwindSafe(f)).expect_err("expected a panic");
-        match payload.downcast::<String>() {
-            Ok(s) => *s,
-            Err(payload) => payload
-                .downcast::<&str>()
-                .map(|s| s.to_string())
-                .unwrap_or_default(),
-        }
-    }
+    const SPACE: SpaceType = SpaceType::Humongous;
 
     #[test]
     fn an_alloc_free_loop_reuses_the_cached_pool_without_the_pool_manager() {

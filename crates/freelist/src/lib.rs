@@ -76,6 +76,8 @@ mod owned;
 mod quick;
 mod stats;
 mod sync;
+#[cfg(test)]
+mod test_support;
 
 pub use allocator::FreeListAllocator;
 
