@@ -467,14 +467,13 @@ impl PoolManager {
                 reserved: self.reserved_bytes(),
             })?;
         let mut inner = self.inner.lock();
-        self.reserve_capacity(space, size)?;
+        self.make_room(space, size)?;
         let oom = AllocError::OutOfMemory {
             space,
             requested: size,
             reserved: self.reserved_bytes(),
         };
         if n > self.slots as usize {
-            self.used[space.index()].fetch_sub(size, Relaxed);
             return Err(oom);
         }
         let n = n as u32;
@@ -491,12 +490,10 @@ impl PoolManager {
                 None => None,
             };
             let Some(head) = head else {
-                self.used[space.index()].fetch_sub(size, Relaxed);
                 return Err(oom);
             };
             if let Err(e) = self.reservation.commit(self.offset_of(head), size) {
                 self.insert_free(&mut inner, head, n);
-                self.used[space.index()].fetch_sub(size, Relaxed);
                 return Err(e);
             }
             head
@@ -505,6 +502,7 @@ impl PoolManager {
             self.entry(i).store(entry(space_tag(space), head), Release);
         }
         self.len(head).store(n, Relaxed);
+        self.used[space.index()].fetch_add(size, Relaxed);
         drop(inner);
         self.stats.record_commit(space, size);
         let start = NonNull::new((self.data_start + ((head as usize) << self.shift)) as *mut u8)
@@ -513,9 +511,11 @@ impl PoolManager {
         Ok(Pool { start, size, space })
     }
 
-    /// Counts `size` more bytes against the capacity of `space`, growing it by
-    /// the space's rule if allowed. Called with the allocation lock held.
-    fn reserve_capacity(&self, space: SpaceType, size: usize) -> Result<(), AllocError> {
+    /// Makes sure `size` more bytes fit the capacity of `space`, growing it by
+    /// the space's rule if allowed. Called with the allocation lock held, under
+    /// which `used` only changes, so the caller charges `size` once it has the
+    /// slots.
+    fn make_room(&self, space: SpaceType, size: usize) -> Result<(), AllocError> {
         let i = space.index();
         let used = self.used[i].load(Relaxed);
         let need = used.checked_add(size);
@@ -546,7 +546,6 @@ impl PoolManager {
                 }
             }
         }
-        self.used[i].fetch_add(size, Relaxed);
         Ok(())
     }
 
