@@ -43,6 +43,7 @@
 //! pools.free_pool(pool);
 //! ```
 
+use crate::covered::Covered;
 use std::ops::Range;
 
 use rtmem_base::AllocError;
@@ -70,8 +71,7 @@ const WORD_BITS: usize = u64::BITS as usize;
 /// silently set a bit of some other granule.
 #[derive(Debug)]
 pub struct MarkBitmap {
-    base: usize,
-    len: usize,
+    range: Covered,
     words: SideTable<AtomicU64>,
 }
 
@@ -93,7 +93,10 @@ impl MarkBitmap {
         } else {
             let words = SideTable::zeroed(len.div_ceil(GRANULE * WORD_BITS))?;
             tracing::debug!(base, len, bytes = words.bytes(), "mark bitmap reserved");
-            return Ok(MarkBitmap { base, len, words });
+            return Ok(MarkBitmap {
+                range: Covered::new(base, len, "mark bitmap"),
+                words,
+            });
         };
         Err(AllocError::bad_layout(len, GRANULE, reason))
     }
@@ -113,18 +116,18 @@ impl MarkBitmap {
 
     /// The first address covered.
     pub fn base(&self) -> usize {
-        self.base
+        self.range.base()
     }
 
     /// One past the last address covered.
     pub fn end(&self) -> usize {
-        self.base + self.len
+        self.range.end()
     }
 
     /// Whether `addr` lies in the covered range.
     #[inline]
     pub fn contains(&self, addr: usize) -> bool {
-        addr.wrapping_sub(self.base) < self.len
+        self.range.contains(addr)
     }
 
     /// Marks the granule of `addr`; true if this call marked it, false if it
@@ -209,7 +212,7 @@ impl MarkBitmap {
             let mut bits = word.load(Relaxed) & mask;
             while bits != 0 {
                 let bit = first_bit + bits.trailing_zeros() as usize;
-                f(self.base + (bit << LOG_GRANULE));
+                f(self.range.base() + (bit << LOG_GRANULE));
                 bits &= bits - 1;
             }
         });
@@ -230,10 +233,7 @@ impl MarkBitmap {
     /// The word holding the bit of `addr`, and the bit.
     #[inline(always)]
     fn locate(&self, addr: usize) -> (&AtomicU64, u64) {
-        let offset = addr.wrapping_sub(self.base);
-        if offset >= self.len {
-            self.out_of_range(addr);
-        }
+        let offset = self.range.offset(addr);
         let bit = offset >> LOG_GRANULE;
         // SAFETY: `offset < len`, so `bit <= (len - 1) / 8` and
         // `bit / 64 <= (len - 1) / 512 < len.div_ceil(512)`, the table's length.
@@ -265,30 +265,8 @@ impl MarkBitmap {
 
     /// The bits of the granules whose address lies in `[start, end)`.
     fn bits_of(&self, start: usize, end: usize) -> Range<usize> {
-        if !(self.base <= start && start <= end && end <= self.end()) {
-            self.range_out_of_range(start, end);
-        }
-        (start - self.base).div_ceil(GRANULE)..(end - self.base).div_ceil(GRANULE)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn out_of_range(&self, addr: usize) -> ! {
-        panic!(
-            "address {addr:#x} is outside the mark bitmap's range [{:#x}, {:#x})",
-            self.base,
-            self.end()
-        )
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn range_out_of_range(&self, start: usize, end: usize) -> ! {
-        panic!(
-            "range [{start:#x}, {end:#x}) is not inside the mark bitmap's range [{:#x}, {:#x})",
-            self.base,
-            self.end()
-        )
+        let (start, end) = self.range.offsets(start, end);
+        start.div_ceil(GRANULE)..end.div_ceil(GRANULE)
     }
 }
 

@@ -86,6 +86,7 @@
 //! pools.free_pool(old);
 //! ```
 
+use crate::covered::Covered;
 use std::ops::Range;
 
 use rtmem_base::AllocError;
@@ -118,8 +119,7 @@ const GROUP: usize = 8;
 /// outside the table.
 #[derive(Debug)]
 pub struct CardTable {
-    base: usize,
-    len: usize,
+    range: Covered,
     shift: u32,
     cards: SideTable<AtomicU8>,
 }
@@ -193,8 +193,7 @@ impl CardTable {
             let cards = SideTable::zeroed(len.div_ceil(card_size))?;
             tracing::debug!(base, len, card_size, "card table reserved");
             return Ok(CardTable {
-                base,
-                len,
+                range: Covered::new(base, len, "card table"),
                 shift: card_size.trailing_zeros(),
                 cards,
             });
@@ -243,14 +242,14 @@ impl CardTable {
     /// If the range is not inside the covered range.
     pub fn clean_range(&self, start: usize, len: usize) {
         let end = start.saturating_add(len);
-        self.check_range(start, end);
+        let (start_offset, end_offset) = self.range.offsets(start, end);
         // From the first card boundary at or after `start` to the last one at
         // or before `end`; a partial last card ends at the end of the range.
-        let first = (start - self.base).div_ceil(self.card_size());
+        let first = start_offset.div_ceil(self.card_size());
         let last = if end == self.end() {
             self.cards.len()
         } else {
-            (end - self.base) >> self.shift
+            end_offset >> self.shift
         };
         for card in self.cards.get(first..last).unwrap_or_default() {
             card.store(Self::CLEAN, Relaxed);
@@ -262,7 +261,7 @@ impl CardTable {
     /// Dirtying that races with this may be lost: use it with the world
     /// stopped.
     pub fn clear_all(&self) {
-        self.clean_range(self.base, self.len);
+        self.clean_range(self.range.base(), self.range.len());
     }
 
     /// Calls `f(card_start, card_end)` for every dirty card overlapping
@@ -294,7 +293,7 @@ impl CardTable {
                 card.load(Acquire) == Self::DIRTY
             };
             if dirty {
-                let card_start = self.base + (i << self.shift);
+                let card_start = self.range.base() + (i << self.shift);
                 f(card_start, (card_start + (1 << self.shift)).min(self.end()));
             }
         };
@@ -317,11 +316,11 @@ impl CardTable {
             card_table_biased_base: self
                 .cards
                 .exposed_start()
-                .wrapping_sub(self.base >> self.shift),
+                .wrapping_sub(self.range.base() >> self.shift),
             card_shift: self.shift,
             dirty_value: Self::DIRTY,
             clean_value: Self::CLEAN,
-            covered_start: self.base,
+            covered_start: self.range.base(),
             covered_end: self.end(),
         }
     }
@@ -346,27 +345,24 @@ impl CardTable {
 
     /// The first address covered.
     pub fn base(&self) -> usize {
-        self.base
+        self.range.base()
     }
 
     /// One past the last address covered.
     pub fn end(&self) -> usize {
-        self.base + self.len
+        self.range.end()
     }
 
     /// Whether `addr` lies in the covered range.
     #[inline]
     pub fn contains(&self, addr: usize) -> bool {
-        addr.wrapping_sub(self.base) < self.len
+        self.range.contains(addr)
     }
 
     /// The card byte of `addr`.
     #[inline(always)]
     fn card(&self, addr: usize) -> &AtomicU8 {
-        let offset = addr.wrapping_sub(self.base);
-        if offset >= self.len {
-            self.out_of_range(addr);
-        }
+        let offset = self.range.offset(addr);
         // SAFETY: `offset < len`, so `offset >> shift <= (len - 1) >> shift`,
         // which is less than `len.div_ceil(card_size)`, the table's length.
         unsafe { self.cards.get_unchecked(offset >> self.shift) }
@@ -374,35 +370,8 @@ impl CardTable {
 
     /// The indices of the cards overlapping `[start, end)`.
     fn cards_of(&self, start: usize, end: usize) -> Range<usize> {
-        self.check_range(start, end);
-        (start - self.base) >> self.shift..(end - self.base).div_ceil(self.card_size())
-    }
-
-    /// Panics unless `[start, end)` is inside the covered range.
-    fn check_range(&self, start: usize, end: usize) {
-        if !(self.base <= start && start <= end && end <= self.end()) {
-            self.range_out_of_range(start, end);
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn out_of_range(&self, addr: usize) -> ! {
-        panic!(
-            "address {addr:#x} is outside the card table's range [{:#x}, {:#x})",
-            self.base,
-            self.end()
-        )
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn range_out_of_range(&self, start: usize, end: usize) -> ! {
-        panic!(
-            "range [{start:#x}, {end:#x}) is not inside the card table's range [{:#x}, {:#x})",
-            self.base,
-            self.end()
-        )
+        let (start, end) = self.range.offsets(start, end);
+        start >> self.shift..end.div_ceil(self.card_size())
     }
 }
 

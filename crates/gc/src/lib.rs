@@ -36,6 +36,7 @@
 
 pub mod bitmap;
 pub mod card;
+mod covered;
 pub mod object;
 pub mod safepoint;
 pub mod stats;
