@@ -72,6 +72,15 @@ impl AllocError {
         }
     }
 
+    /// Whether a space ran out of room (its limit or the reservation): the
+    /// failures a collection may cure.
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(
+            self,
+            AllocError::OutOfMemory { .. } | AllocError::LimitExceeded { .. }
+        )
+    }
+
     /// Builds a [`AllocError::BadLayout`].
     pub const fn bad_layout(size: usize, align: usize, reason: &'static str) -> AllocError {
         AllocError::BadLayout {

@@ -34,13 +34,27 @@
 //! assert_eq!(me.data(), &[7]);
 //! ```
 
+pub mod barrier;
 pub mod bitmap;
 pub mod card;
+mod config;
 mod covered;
+mod heap;
+mod mark;
+mod mark_sweep;
+mod mutator;
 pub mod object;
 pub mod safepoint;
 pub mod stats;
 mod sync;
 pub mod trigger;
+pub mod verify;
+pub mod vm;
 
+pub use config::{GcConfig, HeapConfig};
+pub use heap::{Heap, HeapFootprint};
+pub use mutator::Mutator;
+pub use object::{Header, ObjectRef};
 pub use safepoint::{SafepointHandle, Safepoints, StoppedWorld};
+pub use stats::{GcCause, GcKind};
+pub use vm::{Collection, ObjectModel, ReferenceKind, Scanning, SlotVisitor, VM};

@@ -1,0 +1,96 @@
+//! Barriers: what a mutator does around a reference store, per collector.
+//!
+//! Interpreters call [`Mutator::write_ref`](crate::Mutator::write_ref),
+//! which applies the barriers itself. Compilers ask the heap's
+//! [`BarrierSet`] for [`BarrierKinds`] (as bits) and, for the card-marking
+//! post-write barrier, the card table's [`BarrierFacts`] to inline the fast
+//! path from.
+//!
+//! | collector | pre-write (SATB) | post-write (card) |
+//! |---|---|---|
+//! | `epsilon`, `stw` | — | — |
+//! | `gen` | — | card marking |
+//! | `gen-concurrent` | SATB while marking | card marking |
+
+use crate::card::BarrierFacts;
+use crate::stats::GcKind;
+
+/// The barriers of a collector, as bits a JIT can test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BarrierKinds(u8);
+
+impl BarrierKinds {
+    /// No barrier: stores are plain stores.
+    pub const NONE: BarrierKinds = BarrierKinds(0);
+    /// Post-write card marking: after storing into a slot, dirty its card.
+    pub const CARD: BarrierKinds = BarrierKinds(1);
+    /// Pre-write snapshot-at-the-beginning: while marking is active, log the
+    /// value a store overwrites.
+    pub const SATB: BarrierKinds = BarrierKinds(2);
+
+    /// The raw bits.
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Whether every kind in `other` is in `self`.
+    pub const fn contains(self, other: BarrierKinds) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Both sets together.
+    pub const fn union(self, other: BarrierKinds) -> BarrierKinds {
+        BarrierKinds(self.0 | other.0)
+    }
+}
+
+/// The barriers mutators apply for one heap's collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BarrierSet {
+    kinds: BarrierKinds,
+    card: Option<BarrierFacts>,
+}
+
+impl BarrierSet {
+    /// The barriers `kind` needs. Its card table comes with the generational
+    /// heap; until then a set that asks for cards reports no facts.
+    pub fn for_collector(kind: GcKind) -> BarrierSet {
+        let kinds = match kind {
+            GcKind::Epsilon | GcKind::Stw => BarrierKinds::NONE,
+            GcKind::Gen => BarrierKinds::CARD,
+            GcKind::GenConcurrent => BarrierKinds::CARD.union(BarrierKinds::SATB),
+        };
+        BarrierSet { kinds, card: None }
+    }
+
+    /// Which barriers a store needs.
+    pub fn kinds(&self) -> BarrierKinds {
+        self.kinds
+    }
+
+    /// The card table facts for an inlined post-write barrier, when the
+    /// collector marks cards.
+    pub fn card_facts(&self) -> Option<BarrierFacts> {
+        self.card
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collectors_ask_for_their_barriers() {
+        let none = BarrierSet::for_collector(GcKind::Stw);
+        assert_eq!(none.kinds(), BarrierKinds::NONE);
+        assert_eq!(BarrierSet::for_collector(GcKind::Epsilon).kinds().bits(), 0);
+        let both = BarrierSet::for_collector(GcKind::GenConcurrent).kinds();
+        assert!(both.contains(BarrierKinds::CARD) && both.contains(BarrierKinds::SATB));
+        assert!(
+            !BarrierSet::for_collector(GcKind::Gen)
+                .kinds()
+                .contains(BarrierKinds::SATB)
+        );
+        assert_eq!(none.card_facts(), None);
+    }
+}

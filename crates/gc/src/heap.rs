@@ -1,0 +1,303 @@
+//! `Heap`: the object heap of one runtime — its spaces, mutators, collector,
+//! trigger, statistics and finalization queues.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use rtmem_base::{AllocError, Mutex, SpaceType};
+use rtmem_spaces::Spaces;
+
+use crate::barrier::BarrierSet;
+use crate::bitmap::MarkBitmap;
+use crate::config::GcConfig;
+use crate::mutator::{Mutator, MutatorState};
+use crate::object::{HEADER_BYTES, ObjectRef};
+use crate::safepoint::{SafepointHandle, Safepoints};
+use crate::stats::{GcKind, GcStats, GcSummary};
+use crate::trigger::Trigger;
+use crate::verify::{VerifyError, VerifyReport};
+use crate::vm::VM;
+
+/// The object heap of one runtime, collected by the collector its
+/// [`GcConfig`] names. Cloning gives another handle on the same heap.
+///
+/// Runtime threads [`register`](Heap::register) to get a [`Mutator`], which
+/// allocates and polls safepoints. Any thread may ask for a collection:
+/// a mutator with [`Mutator::collect`], another thread with
+/// [`Heap::collect`].
+pub struct Heap<V: VM> {
+    pub(crate) inner: Arc<HeapInner<V>>,
+}
+
+impl<V: VM> Clone for Heap<V> {
+    fn clone(&self) -> Self {
+        Heap {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// Objects the collector has handed to the runtime, and objects registered
+/// for finalization. Everything in `to_finalize` and `phantoms` is a root
+/// until the runtime takes it.
+#[derive(Default)]
+pub(crate) struct Queues {
+    /// Registered for finalization and not yet found unreachable.
+    pub(crate) registered: Vec<ObjectRef>,
+    /// Found unreachable, resurrected, waiting for the runtime to finalize.
+    pub(crate) to_finalize: Vec<ObjectRef>,
+    /// Phantom reference objects whose referent died, for the runtime.
+    pub(crate) phantoms: Vec<ObjectRef>,
+}
+
+pub(crate) struct HeapInner<V: VM> {
+    pub(crate) vm: V,
+    pub(crate) spaces: Arc<Spaces>,
+    pub(crate) config: GcConfig,
+    pub(crate) safepoints: Safepoints<MutatorState<V>>,
+    pub(crate) bitmap: MarkBitmap,
+    pub(crate) trigger: Trigger,
+    pub(crate) stats: GcStats,
+    pub(crate) queues: Mutex<Queues>,
+    pub(crate) barriers: BarrierSet,
+    /// Object bytes allocated since the last collection (mutators report in
+    /// chunks; the collector adds what they hold when the world stops).
+    pub(crate) allocated: AtomicUsize,
+    /// Object bytes marked live by the last collection.
+    pub(crate) live: AtomicUsize,
+    /// The most object bytes in use seen at once.
+    pub(crate) peak: AtomicUsize,
+    /// Mark-bitmap bytes accounted as the object space's metadata.
+    pub(crate) bitmap_accounted: AtomicUsize,
+}
+
+/// The spaces whose objects the collector manages.
+pub(crate) const HEAP_SPACES: [SpaceType; 3] = [
+    SpaceType::Object,
+    SpaceType::NonMoving,
+    SpaceType::Humongous,
+];
+
+impl<V: VM> Heap<V> {
+    /// A heap over `spaces` for the runtime `vm`.
+    ///
+    /// Errors: [`AllocError::BadLayout`] if the configuration is
+    /// inconsistent (no GC worker, a collector this version does not build
+    /// — `gen` and `gen-concurrent` — named in the message); the kernel's
+    /// error if the mark bitmap cannot be reserved.
+    pub fn new(spaces: Arc<Spaces>, config: GcConfig, vm: V) -> Result<Heap<V>, AllocError> {
+        if config.gc_workers == 0 {
+            return Err(AllocError::bad_layout(
+                0,
+                1,
+                "gc_workers must be at least 1 (the collecting thread marks too)",
+            ));
+        }
+        if matches!(config.kind, GcKind::Gen | GcKind::GenConcurrent) {
+            return Err(AllocError::bad_layout(
+                0,
+                1,
+                "collector not built yet: this version builds `epsilon` and `stw`",
+            ));
+        }
+        let (base, len) = spaces.pools().pool_area();
+        let bitmap = MarkBitmap::new(base, len)?;
+        let heap_limit = spaces.pools().limit(SpaceType::Object);
+        let trigger =
+            Trigger::new(config.trigger, heap_limit).with_stress_every(config.stress_every);
+        tracing::debug!(collector = %config.kind, workers = config.gc_workers, "heap created");
+        Ok(Heap {
+            inner: Arc::new(HeapInner {
+                vm,
+                barriers: BarrierSet::for_collector(config.kind),
+                stats: GcStats::new(config.kind),
+                safepoints: Safepoints::new(),
+                queues: Mutex::new(Queues::default()),
+                allocated: AtomicUsize::new(0),
+                live: AtomicUsize::new(0),
+                peak: AtomicUsize::new(0),
+                bitmap_accounted: AtomicUsize::new(0),
+                spaces,
+                config,
+                bitmap,
+                trigger,
+            }),
+        })
+    }
+
+    /// Registers the calling thread as a mutator with its roots (frames,
+    /// registers, handles), which the collector scans while the world is
+    /// stopped. Keep the mutator on one thread at a time (it is `Send`).
+    pub fn register(&self, roots: V::MutatorRoots) -> Mutator<V> {
+        Mutator::new(self.clone(), roots)
+    }
+
+    /// The runtime's binding.
+    pub fn vm(&self) -> &V {
+        &self.inner.vm
+    }
+
+    /// The spaces the heap allocates in.
+    pub fn spaces(&self) -> &Arc<Spaces> {
+        &self.inner.spaces
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GcConfig {
+        &self.inner.config
+    }
+
+    /// The barriers mutators apply, and the facts a JIT inlines them from.
+    pub fn barriers(&self) -> &BarrierSet {
+        &self.inner.barriers
+    }
+
+    /// Collects now, from a thread that is **not** a registered mutator (a
+    /// mutator calls [`Mutator::collect`] instead: this call would wait for
+    /// it to reach a safepoint forever). Returns whether a collection ran
+    /// (never for epsilon).
+    pub fn collect(&self, cause: crate::stats::GcCause) -> bool {
+        self.inner.collect(None, cause)
+    }
+
+    /// Asks for a collection that mutators start at their next allocation
+    /// slow path (an explicit or idle request from any thread).
+    pub fn request(&self, cause: crate::stats::GcCause) {
+        self.inner.trigger.request(cause);
+    }
+
+    /// Checks every object and every root (from a thread that is not a
+    /// registered mutator; see [`Mutator::verify`]).
+    pub fn verify(&self) -> Result<VerifyReport, VerifyError> {
+        let mut world = self.inner.safepoints.stop_the_world(None);
+        self.inner.verify_stopped(&mut world)
+    }
+
+    /// Takes the objects that died and were resurrected for finalization,
+    /// in the order they were found. They stay alive until the runtime drops
+    /// its references: keep them in root slots while finalizing.
+    pub fn take_finalizable(&self) -> Vec<ObjectRef> {
+        std::mem::take(&mut self.inner.queues.lock().to_finalize)
+    }
+
+    /// Takes the phantom reference objects whose referent died (and was
+    /// finalized, if it was finalizable); their referent slot is now null.
+    pub fn take_phantoms(&self) -> Vec<ObjectRef> {
+        std::mem::take(&mut self.inner.queues.lock().phantoms)
+    }
+
+    /// Statistics of every collection so far.
+    pub fn stats(&self) -> &GcStats {
+        &self.inner.stats
+    }
+
+    /// The totals: collections, pauses (max, p50, p99, total), bytes freed.
+    pub fn summary(&self) -> GcSummary {
+        self.inner.stats.summary()
+    }
+
+    /// Object bytes in use: live after the last collection plus what
+    /// mutators reported allocating since (they report in chunks of
+    /// [`Mutator::REPORT_BYTES`]).
+    pub fn used_bytes(&self) -> usize {
+        self.inner.used()
+    }
+
+    /// The most object bytes in use seen at once (at a collection or a
+    /// mutator's report).
+    pub fn peak_bytes(&self) -> usize {
+        self.inner.peak.load(Relaxed).max(self.inner.used())
+    }
+
+    /// How many mutators are registered.
+    pub fn mutator_count(&self) -> usize {
+        self.inner.safepoints.mutator_count()
+    }
+
+    /// The fixed per-object and per-heap-byte costs of this heap.
+    pub fn footprint(&self) -> HeapFootprint {
+        HeapFootprint {
+            header_bytes_per_object: HEADER_BYTES,
+            mark_bitmap_bytes_per_heap_byte: 1.0 / 64.0,
+            card_table_bytes_per_heap_byte: 0.0,
+            metadata_bytes: self.inner.bitmap_accounted.load(Relaxed),
+        }
+    }
+}
+
+/// What the collector costs in memory beyond the objects themselves, for a
+/// runtime budgeting its footprint.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct HeapFootprint {
+    /// Header bytes every object carries (one word).
+    pub header_bytes_per_object: usize,
+    /// Mark-bitmap bytes per committed heap byte (one bit per 8 bytes).
+    pub mark_bitmap_bytes_per_heap_byte: f64,
+    /// Card-table bytes per committed heap byte (generational collectors).
+    pub card_table_bytes_per_heap_byte: f64,
+    /// Side-metadata bytes accounted now (also in `MemStats` as the object
+    /// space's metadata).
+    pub metadata_bytes: usize,
+}
+
+impl<V: VM> HeapInner<V> {
+    pub(crate) fn used(&self) -> usize {
+        self.live.load(Relaxed) + self.allocated.load(Relaxed)
+    }
+
+    /// Adds a mutator's report of allocated bytes; returns the heap's use.
+    pub(crate) fn report_allocated(&self, bytes: usize) -> usize {
+        let used = self.live.load(Relaxed) + self.allocated.fetch_add(bytes, Relaxed) + bytes;
+        self.peak.fetch_max(used, Relaxed);
+        used
+    }
+
+    /// Stops the world (with `requester` taking part) and collects, unless
+    /// the collector is epsilon, or another thread collected while this one
+    /// waited (then its work is done, except for allocation failures and
+    /// explicit requests, which collect again).
+    pub(crate) fn collect(
+        &self,
+        requester: Option<&mut SafepointHandle<MutatorState<V>>>,
+        cause: crate::stats::GcCause,
+    ) -> bool {
+        use crate::stats::GcCause;
+        if self.config.kind == GcKind::Epsilon {
+            return false;
+        }
+        let seen = self.stats.gc_count();
+        let mut world = self.safepoints.stop_the_world(requester);
+        if self.stats.gc_count() != seen
+            && !matches!(cause, GcCause::AllocationFailure | GcCause::Explicit)
+        {
+            return false;
+        }
+        crate::mark_sweep::collect(self, &mut world, cause);
+        true
+    }
+
+    /// Brings the mark bitmap's share of committed heap memory into the
+    /// object space's metadata in `MemStats`.
+    pub(crate) fn account_bitmap(&self) {
+        let pools = self.spaces.pools();
+        let stats = pools.stats();
+        let committed: u64 = HEAP_SPACES.iter().map(|&s| stats.space(s).committed).sum();
+        let now = MarkBitmap::metadata_bytes_for(committed as usize);
+        let before = self.bitmap_accounted.swap(now, Relaxed);
+        if now > before {
+            stats.record_metadata(SpaceType::Object, now - before);
+        } else {
+            stats.release_metadata(SpaceType::Object, before - now);
+        }
+    }
+}
+
+impl<V: VM> Drop for HeapInner<V> {
+    fn drop(&mut self) {
+        let accounted = self.bitmap_accounted.load(Relaxed);
+        self.spaces
+            .pools()
+            .stats()
+            .release_metadata(SpaceType::Object, accounted);
+    }
+}

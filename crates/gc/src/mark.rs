@@ -1,0 +1,236 @@
+//! Parallel marking: work-stealing transitive closure over the mark bitmap.
+//!
+//! Each of `gc_workers` threads (the collecting thread is one) owns a LIFO
+//! `crossbeam-deque` queue; roots start in a shared injector. A worker pops
+//! its own queue, steals from the injector or another worker when it is
+//! empty, and scans each object it pops: every child it is first to mark
+//! (the bitmap's atomic `mark`) goes on its own queue, so each object is
+//! scanned exactly once.
+//!
+//! **Termination**: a worker that finds no work anywhere counts itself idle
+//! and waits; it leaves the idle count again as soon as any queue is
+//! non-empty. Only a busy worker pushes, and a worker goes idle only with
+//! its own queue empty, so once every worker is idle every queue is empty
+//! and no work can appear: all return.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use crossbeam_utils::Backoff;
+
+use crate::bitmap::MarkBitmap;
+use crate::object::{Header, ObjectRef};
+use crate::vm::{ObjectModel, ReferenceKind, Scanning, SlotVisitor, VM};
+
+/// A reference object found while marking, with its referent slot.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Discovered {
+    /// The reference object.
+    pub(crate) object: ObjectRef,
+    pub(crate) kind: ReferenceKind,
+    /// The referent slot's offset in the object.
+    pub(crate) offset: usize,
+}
+
+impl Discovered {
+    fn slot(&self) -> *mut Option<ObjectRef> {
+        (self.object.addr() + self.offset) as *mut Option<ObjectRef>
+    }
+
+    /// The referent.
+    pub(crate) fn referent(&self) -> Option<ObjectRef> {
+        // SAFETY: the slot is a word inside a live (marked) reference
+        // object; the world is stopped and reference processing runs on one
+        // thread, so nothing writes it meanwhile.
+        unsafe { self.slot().read() }
+    }
+
+    /// Clears the referent.
+    pub(crate) fn clear(&self) {
+        // SAFETY: as for `referent`; the collector is the only writer.
+        unsafe { self.slot().write(None) }
+    }
+}
+
+/// What a trace found.
+#[derive(Default)]
+pub(crate) struct Traced {
+    /// Bytes of the objects marked (their sizes, headers included).
+    pub(crate) bytes: usize,
+    /// Objects marked.
+    pub(crate) objects: usize,
+    /// Reference objects among them.
+    pub(crate) discovered: Vec<Discovered>,
+}
+
+impl Traced {
+    fn merge(&mut self, other: Traced) {
+        self.bytes += other.bytes;
+        self.objects += other.objects;
+        self.discovered.extend(other.discovered);
+    }
+}
+
+/// Marks roots: each not yet marked is marked and collected for tracing.
+pub(crate) struct RootMarker<'a> {
+    pub(crate) bitmap: &'a MarkBitmap,
+    pub(crate) grey: Vec<ObjectRef>,
+}
+
+impl SlotVisitor for RootMarker<'_> {
+    #[inline]
+    fn visit(&mut self, slot: &mut Option<ObjectRef>) {
+        if let Some(object) = *slot
+            && self.bitmap.mark(object.addr())
+        {
+            self.grey.push(object);
+        }
+    }
+}
+
+/// Marks the children of a scanned object onto the worker's queue.
+struct ChildMarker<'a> {
+    bitmap: &'a MarkBitmap,
+    queue: &'a Worker<ObjectRef>,
+}
+
+impl SlotVisitor for ChildMarker<'_> {
+    #[inline(always)]
+    fn visit(&mut self, slot: &mut Option<ObjectRef>) {
+        if let Some(object) = *slot
+            && self.bitmap.mark(object.addr())
+        {
+            self.queue.push(object);
+        }
+    }
+}
+
+/// Marks everything reachable from `grey` (objects already marked, not yet
+/// scanned) on `workers` threads and returns what was marked.
+pub(crate) fn trace<V: VM>(bitmap: &MarkBitmap, workers: usize, grey: Vec<ObjectRef>) -> Traced {
+    if grey.is_empty() {
+        return Traced::default();
+    }
+    let injector = Injector::new();
+    for object in grey {
+        injector.push(object);
+    }
+    let queues: Vec<Worker<ObjectRef>> = (0..workers).map(|_| Worker::new_lifo()).collect();
+    let stealers: Vec<Stealer<ObjectRef>> = queues.iter().map(Worker::stealer).collect();
+    let idle = AtomicUsize::new(0);
+    let shared = Shared {
+        bitmap,
+        injector: &injector,
+        stealers: &stealers,
+        idle: &idle,
+        workers,
+    };
+    let mut queues = queues.into_iter();
+    let mine = queues.next().expect("at least one worker");
+    if workers == 1 {
+        return shared.run::<V>(mine);
+    }
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = queues
+            .map(|queue| {
+                let shared = &shared;
+                s.spawn(move || shared.run::<V>(queue))
+            })
+            .collect();
+        let mut traced = shared.run::<V>(mine);
+        for helper in helpers {
+            traced.merge(helper.join().expect("a marking worker panicked"));
+        }
+        traced
+    })
+}
+
+struct Shared<'a> {
+    bitmap: &'a MarkBitmap,
+    injector: &'a Injector<ObjectRef>,
+    stealers: &'a [Stealer<ObjectRef>],
+    idle: &'a AtomicUsize,
+    workers: usize,
+}
+
+impl Shared<'_> {
+    fn run<V: VM>(&self, queue: Worker<ObjectRef>) -> Traced {
+        let mut traced = Traced::default();
+        loop {
+            while let Some(object) = queue.pop().or_else(|| self.steal(&queue)) {
+                self.scan::<V>(object, &queue, &mut traced);
+            }
+            if self.workers == 1 || self.wait_for_work() {
+                return traced;
+            }
+        }
+    }
+
+    /// Scans one marked object.
+    #[inline]
+    fn scan<V: VM>(&self, object: ObjectRef, queue: &Worker<ObjectRef>, traced: &mut Traced) {
+        // SAFETY: a marked object is an allocated object whose header the
+        // mutator wrote before the world stopped.
+        let header = Header::from_bits(unsafe { (object.addr() as *const u64).read() });
+        traced.bytes += V::ObjectModel::size(object, header);
+        traced.objects += 1;
+        if let Some((kind, offset)) = V::ObjectModel::reference(object, header) {
+            traced.discovered.push(Discovered {
+                object,
+                kind,
+                offset,
+            });
+        }
+        V::Scanning::scan_object(
+            object,
+            header,
+            &mut ChildMarker {
+                bitmap: self.bitmap,
+                queue,
+            },
+        );
+    }
+
+    /// Work from the injector or another worker.
+    fn steal(&self, queue: &Worker<ObjectRef>) -> Option<ObjectRef> {
+        loop {
+            let mut retry = false;
+            match self.injector.steal_batch_and_pop(queue) {
+                Steal::Success(object) => return Some(object),
+                Steal::Retry => retry = true,
+                Steal::Empty => {}
+            }
+            for stealer in self.stealers {
+                match stealer.steal_batch_and_pop(queue) {
+                    Steal::Success(object) => return Some(object),
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+            }
+            if !retry {
+                return None;
+            }
+        }
+    }
+
+    /// Waits idle; true when every worker is idle (marking is over), false
+    /// when work appeared somewhere.
+    fn wait_for_work(&self) -> bool {
+        self.idle.fetch_add(1, SeqCst);
+        let backoff = Backoff::new();
+        loop {
+            if self.idle.load(SeqCst) == self.workers {
+                return true;
+            }
+            if !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty()) {
+                self.idle.fetch_sub(1, SeqCst);
+                return false;
+            }
+            if backoff.is_completed() {
+                std::thread::yield_now();
+            } else {
+                backoff.snooze();
+            }
+        }
+    }
+}

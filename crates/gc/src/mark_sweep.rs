@@ -1,0 +1,202 @@
+//! The stop-the-world mark-sweep collection (`stw`), also the full
+//! collection of the generational collectors to come.
+//!
+//! With the world stopped: verify (if asked); mark from every mutator's
+//! roots, the global roots and the finalization queues, in parallel;
+//! process references; let the runtime clean its weak tables; sweep every
+//! object allocator with the mark bitmap (clearing it as it goes); verify
+//! again; record the collection. Every phase runs in a `tracing` span.
+
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering::Relaxed;
+
+use rtmem_base::Swept;
+
+use crate::heap::HeapInner;
+use crate::mark::{Discovered, RootMarker, Traced, trace};
+use crate::mutator::MutatorState;
+use crate::object::{Header, ObjectRef};
+use crate::safepoint::StoppedWorld;
+use crate::stats::{CollectionKind, CollectionRecord, GcCause, PhaseTimer};
+use crate::vm::{Collection, ReferenceKind, Scanning, VM};
+
+/// Runs one full collection; the world is stopped.
+pub(crate) fn collect<V: VM>(
+    heap: &HeapInner<V>,
+    world: &mut StoppedWorld<'_, MutatorState<V>>,
+    cause: GcCause,
+) {
+    let mut timer = PhaseTimer::start();
+    let started = timer.started();
+    let index = heap.stats.gc_count();
+    let _span = tracing::info_span!("gc", index, cause = cause.name()).entered();
+    world.for_each_mutator(|state| {
+        heap.report_allocated(std::mem::take(&mut state.unreported));
+    });
+    let before = heap.used();
+    if heap.config.verify {
+        timer.phase("verify-before");
+        if let Err(e) = heap.verify_stopped(world) {
+            panic!("heap verification before collection {index} ({cause}) failed: {e}");
+        }
+    }
+
+    timer.phase("mark-roots");
+    let mut roots = RootMarker {
+        bitmap: &heap.bitmap,
+        grey: Vec::new(),
+    };
+    world.for_each_mutator(|state| V::Scanning::scan_mutator_roots(&mut state.roots, &mut roots));
+    V::Scanning::scan_global_roots(&heap.vm, &mut roots);
+    {
+        let mut queues = heap.queues.lock();
+        let queues = &mut *queues;
+        for object in queues.to_finalize.iter_mut().chain(&mut queues.phantoms) {
+            roots.visit_object(object);
+        }
+    }
+
+    timer.phase("mark");
+    let workers = heap.config.gc_workers;
+    let mut traced = trace::<V>(&heap.bitmap, workers, roots.grey);
+
+    timer.phase("references");
+    let clear_soft = cause == GcCause::AllocationFailure;
+    process_references(heap, &mut traced, clear_soft);
+
+    timer.phase("weak-tables");
+    let bitmap = &heap.bitmap;
+    V::Collection::process_weak_tables(&heap.vm, &|object: ObjectRef| {
+        bitmap.is_marked(object.addr()).then_some(object)
+    });
+
+    timer.phase("sweep");
+    let swept = sweep(heap);
+    let live = traced.bytes;
+    heap.live.store(live, Relaxed);
+    heap.allocated.store(0, Relaxed);
+    heap.peak.fetch_max(before, Relaxed);
+    heap.trigger.collected(live);
+    heap.account_bitmap();
+
+    if heap.config.verify {
+        timer.phase("verify-after");
+        if let Err(e) = heap.verify_stopped(world) {
+            panic!("heap verification after collection {index} ({cause}) failed: {e}");
+        }
+    }
+    let record = CollectionRecord {
+        start: heap.stats.since_created(started),
+        heap_before: before,
+        heap_after: live,
+        freed_bytes: before.saturating_sub(live),
+        objects_freed: swept.objects,
+        ..CollectionRecord::new(CollectionKind::Full, cause, timer.finish())
+    };
+    heap.stats.record(record);
+}
+
+impl RootMarker<'_> {
+    fn visit_object(&mut self, object: &mut ObjectRef) {
+        if self.bitmap.mark(object.addr()) {
+            self.grey.push(*object);
+        }
+    }
+}
+
+/// Weak, soft and phantom references, and finalization, in Java's order:
+///
+/// 1. soft referents are kept alive (traced) unless `clear_soft`;
+/// 2. weak and soft references whose referent is unmarked are cleared;
+/// 3. registered finalizable objects that are unmarked are resurrected
+///    (traced), lose their registration and go on the finalization queue;
+///    weak and soft references found only now are cleared like in 2;
+/// 4. phantom references whose referent is still unmarked are cleared and
+///    queued for the runtime (a finalizable referent was resurrected in 3,
+///    so its phantoms wait for the collection after its finalization).
+fn process_references<V: VM>(heap: &HeapInner<V>, traced: &mut Traced, clear_soft: bool) {
+    let bitmap = &heap.bitmap;
+    let workers = heap.config.gc_workers;
+    let dead = |r: &Discovered| r.referent().is_some_and(|o| !bitmap.is_marked(o.addr()));
+    let mut found = std::mem::take(&mut traced.discovered);
+    let mut pending = found.clone();
+    while !clear_soft && !pending.is_empty() {
+        let mut grey = Vec::new();
+        for r in pending.iter().filter(|r| r.kind == ReferenceKind::Soft) {
+            if let Some(o) = r.referent()
+                && bitmap.mark(o.addr())
+            {
+                grey.push(o);
+            }
+        }
+        let more = trace::<V>(bitmap, workers, grey);
+        traced.bytes += more.bytes;
+        traced.objects += more.objects;
+        pending = more.discovered;
+        found.extend_from_slice(&pending);
+    }
+    let clear_weak = |refs: &[Discovered]| {
+        for r in refs.iter().filter(|r| r.kind != ReferenceKind::Phantom) {
+            if dead(r) {
+                r.clear();
+            }
+        }
+    };
+    clear_weak(&found);
+
+    let mut queues = heap.queues.lock();
+    let mut grey = Vec::new();
+    queues.registered.retain(|&o| {
+        if bitmap.mark(o.addr()) {
+            grey.push(o);
+            false
+        } else {
+            true
+        }
+    });
+    for &o in &grey {
+        // SAFETY: a registered object is allocated; the world is stopped.
+        unsafe {
+            let header = o.addr() as *mut u64;
+            header.write(
+                Header::from_bits(header.read())
+                    .with_finalizable(false)
+                    .to_bits(),
+            );
+        }
+    }
+    queues.to_finalize.extend_from_slice(&grey);
+    let resurrected = trace::<V>(bitmap, workers, grey);
+    traced.bytes += resurrected.bytes;
+    traced.objects += resurrected.objects;
+    clear_weak(&resurrected.discovered);
+    found.extend(resurrected.discovered);
+
+    for r in found.iter().filter(|r| r.kind == ReferenceKind::Phantom) {
+        if dead(r) {
+            r.clear();
+            queues.phantoms.push(r.object);
+        }
+    }
+}
+
+/// Frees every unmarked object and clears the marks of the others.
+fn sweep<V: VM>(heap: &HeapInner<V>) -> Swept {
+    let bitmap = &heap.bitmap;
+    let is_live = |block: NonNull<u8>, _size: usize| {
+        let addr = block.as_ptr() as usize;
+        let marked = bitmap.is_marked(addr);
+        if marked {
+            bitmap.unmark(addr);
+        }
+        marked
+    };
+    let spaces = &heap.spaces;
+    let mut swept = Swept::default();
+    for blocks in [spaces.object().tenured(), spaces.non_moving().objects()] {
+        swept += blocks.small().sweep(is_live);
+        swept += blocks.medium().sweep(is_live);
+    }
+    swept += spaces.humongous().large().sweep(is_live);
+    swept
+}

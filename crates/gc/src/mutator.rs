@@ -1,0 +1,313 @@
+//! `Mutator`: a runtime thread's handle on the heap — allocation, barriers,
+//! safepoints, and its roots.
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+
+use rtmem_base::AllocError;
+use rtmem_runslots::{LocalRuns, RunSlotsAllocator};
+
+use crate::heap::{Heap, HeapInner};
+use crate::object::{HEADER_BYTES, Header, OBJECT_ALIGN, ObjectRef};
+use crate::safepoint::SafepointHandle;
+use crate::stats::{GcCause, GcKind};
+use crate::verify::{VerifyError, VerifyReport};
+use crate::vm::VM;
+
+/// Where an object is to live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    /// Wherever the collector likes (it may move the object).
+    Any,
+    /// The non-moving space: the object never moves.
+    Pinned,
+    /// The humongous space (a pool of its own; never moves).
+    Large,
+}
+
+/// A mutator's state as the collector sees it: reached by the collector
+/// only while the world is stopped or through a handshake.
+pub(crate) struct MutatorState<V: VM> {
+    pub(crate) roots: V::MutatorRoots,
+    /// Object bytes allocated and not yet reported to the heap.
+    pub(crate) unreported: usize,
+    /// Small objects of the object space.
+    runs: LocalRuns,
+    /// Small objects of the non-moving space.
+    pinned_runs: LocalRuns,
+}
+
+/// A registered runtime thread: allocates objects, applies barriers, polls
+/// safepoints, and owns its roots (see [`VM::MutatorRoots`]).
+///
+/// **The rule for runtimes:** an [`ObjectRef`] held across an allocation,
+/// a [`poll`](Self::poll) or a [`collect`](Self::collect) must be in a root
+/// slot, because a collection may run there (and a moving collector updates
+/// only slots it is shown).
+///
+/// Dropping the mutator unregisters it; its objects stay in the heap.
+pub struct Mutator<V: VM> {
+    handle: SafepointHandle<MutatorState<V>>,
+    heap: Heap<V>,
+    /// Bytes the fast path may allocate before reporting (0 in stress mode,
+    /// so that every allocation takes the slow path and is counted).
+    report_every: usize,
+}
+
+impl<V: VM> Mutator<V> {
+    /// A mutator reports the bytes it allocated to the heap (and checks the
+    /// trigger) every this many bytes; the heap's use lags by at most this
+    /// much per mutator.
+    pub const REPORT_BYTES: usize = 64 << 10;
+
+    pub(crate) fn new(heap: Heap<V>, roots: V::MutatorRoots) -> Mutator<V> {
+        let spaces = &heap.inner.spaces;
+        let state = MutatorState {
+            roots,
+            unreported: 0,
+            runs: spaces.object().tenured().small().local(),
+            pinned_runs: spaces.non_moving().objects().small().local(),
+        };
+        let report_every = if heap.inner.config.stress_every > 0 {
+            0
+        } else {
+            Self::REPORT_BYTES
+        };
+        Mutator {
+            handle: heap.inner.safepoints.register(state),
+            heap,
+            report_every,
+        }
+    }
+
+    /// The heap.
+    pub fn heap(&self) -> &Heap<V> {
+        &self.heap
+    }
+
+    /// This mutator's roots, to push and pop frames and handles.
+    #[inline]
+    pub fn roots(&mut self) -> &mut V::MutatorRoots {
+        &mut self.handle.data().roots
+    }
+
+    /// Allocates an object of `size` bytes (header included; rounded up to
+    /// 8, at least 8) whose header holds `type_word`, with every byte after
+    /// the header zero — so every reference slot is null.
+    ///
+    /// Small objects come from this thread's own runs: no lock. Objects of
+    /// at least the profile's `large_threshold` go to the humongous space.
+    /// The collector may move the object (not the `stw` one); use
+    /// [`alloc_pinned`](Self::alloc_pinned) for objects native code holds.
+    ///
+    /// May collect first. Errors: if the space is full even after a
+    /// collection that cleared soft references, the space's
+    /// [`AllocError::LimitExceeded`] (or `OutOfMemory`), naming the space;
+    /// [`AllocError::BadLayout`] for a size no allocator can hold.
+    ///
+    /// # Panics
+    /// If `type_word` does not fit in 56 bits.
+    #[inline]
+    pub fn alloc(&mut self, type_word: u64, size: usize) -> Result<ObjectRef, AllocError> {
+        let size = object_size(size)?;
+        let report_every = self.report_every;
+        let state = self.handle.data();
+        if size <= RunSlotsAllocator::MAX_SIZE
+            && state.unreported + size <= report_every
+            && let Ok(ptr) = state.runs.alloc(size)
+        {
+            state.unreported += size;
+            // SAFETY: a fresh block of at least `size` bytes.
+            return Ok(unsafe { init(ptr, type_word, size) });
+        }
+        self.alloc_slow(type_word, size, Placement::Any)
+    }
+
+    /// Allocates an object that never moves (in the non-moving space), as
+    /// [`alloc`](Self::alloc) otherwise.
+    pub fn alloc_pinned(&mut self, type_word: u64, size: usize) -> Result<ObjectRef, AllocError> {
+        let size = object_size(size)?;
+        self.alloc_slow(type_word, size, Placement::Pinned)
+    }
+
+    /// Allocates an object in a pool of its own in the humongous space,
+    /// whatever its size (it never moves), as [`alloc`](Self::alloc)
+    /// otherwise.
+    pub fn alloc_large(&mut self, type_word: u64, size: usize) -> Result<ObjectRef, AllocError> {
+        let size = object_size(size)?;
+        self.alloc_slow(type_word, size, Placement::Large)
+    }
+
+    /// Allocates an object registered for finalization: when it becomes
+    /// unreachable the collector keeps it (and what it references) alive
+    /// once more and hands it to the runtime through
+    /// [`Heap::take_finalizable`]. As [`alloc`](Self::alloc) otherwise.
+    pub fn alloc_finalizable(
+        &mut self,
+        type_word: u64,
+        size: usize,
+    ) -> Result<ObjectRef, AllocError> {
+        let object = self.alloc(type_word, size)?;
+        // SAFETY: just allocated and initialized; nobody else knows it yet.
+        unsafe {
+            let header = object.addr() as *mut u64;
+            header.write(
+                Header::from_bits(header.read())
+                    .with_finalizable(true)
+                    .to_bits(),
+            );
+        }
+        self.heap.inner.queues.lock().registered.push(object);
+        Ok(object)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(
+        &mut self,
+        type_word: u64,
+        size: usize,
+        placement: Placement,
+    ) -> Result<ObjectRef, AllocError> {
+        let inner = &self.heap.inner;
+        if inner.config.kind != GcKind::Epsilon {
+            let state = self.handle.data();
+            let used = inner.report_allocated(std::mem::take(&mut state.unreported));
+            let stress = inner.trigger.stress_every() > 0 && inner.trigger.note_allocation();
+            let cause = if stress {
+                Some(GcCause::Stress)
+            } else {
+                inner.trigger.should_collect(used)
+            };
+            if let Some(cause) = cause {
+                inner.collect(Some(&mut self.handle), cause);
+            }
+        }
+        let ptr = match place(inner, self.handle.data(), size, placement) {
+            Ok(ptr) => ptr,
+            Err(e) if e.is_out_of_memory() && inner.config.kind != GcKind::Epsilon => {
+                tracing::debug!(size, error = %e, "allocation failed; collecting");
+                inner.collect(Some(&mut self.handle), GcCause::AllocationFailure);
+                place(inner, self.handle.data(), size, placement)?
+            }
+            Err(e) => return Err(e),
+        };
+        self.handle.data().unreported += size;
+        // SAFETY: a fresh block of at least `size` bytes.
+        Ok(unsafe { init(ptr, type_word, size) })
+    }
+
+    /// Reads the reference slot at byte `offset` of `object`.
+    ///
+    /// # Safety
+    /// `object` is a live object of this heap and `offset` the offset of one
+    /// of its reference slots (8-aligned, inside the object).
+    #[inline(always)]
+    pub unsafe fn read_ref(&self, object: ObjectRef, offset: usize) -> Option<ObjectRef> {
+        // SAFETY: the caller guarantees a reference slot of a live object;
+        // `Option<ObjectRef>` is a word with null as `None`.
+        unsafe { ((object.addr() + offset) as *const Option<ObjectRef>).read() }
+    }
+
+    /// Stores `value` into the reference slot at byte `offset` of `object`,
+    /// with the collector's barriers (none for `epsilon` and `stw`).
+    ///
+    /// # Safety
+    /// As for [`read_ref`](Self::read_ref); `value` is null or a live
+    /// object of this heap.
+    #[inline(always)]
+    pub unsafe fn write_ref(&mut self, object: ObjectRef, offset: usize, value: Option<ObjectRef>) {
+        let slot = (object.addr() + offset) as *mut Option<ObjectRef>;
+        // SAFETY: the caller guarantees a reference slot of a live object.
+        unsafe { slot.write(value) };
+    }
+
+    /// A safepoint: one load unless the collector asked the world to stop.
+    #[inline(always)]
+    pub fn poll(&mut self) {
+        self.handle.poll();
+    }
+
+    /// Runs `f` as native code: the mutator counts as stopped meanwhile
+    /// (collections may run), so `f` must not touch managed objects.
+    pub fn in_native<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        self.handle.in_native(f)
+    }
+
+    /// Collects now, stopping the other mutators; returns whether a
+    /// collection ran (never for epsilon).
+    pub fn collect(&mut self, cause: GcCause) -> bool {
+        self.heap.inner.collect(Some(&mut self.handle), cause)
+    }
+
+    /// Checks every object and every root, with the world stopped.
+    pub fn verify(&mut self) -> Result<VerifyReport, VerifyError> {
+        let inner = &self.heap.inner;
+        let mut world = inner.safepoints.stop_the_world(Some(&mut self.handle));
+        inner.verify_stopped(&mut world)
+    }
+}
+
+impl<V: VM> Drop for Mutator<V> {
+    fn drop(&mut self) {
+        let unreported = std::mem::take(&mut self.handle.data().unreported);
+        self.heap.inner.report_allocated(unreported);
+    }
+}
+
+/// Takes a block for an object of `size` bytes where `placement` says.
+fn place<V: VM>(
+    heap: &HeapInner<V>,
+    state: &mut MutatorState<V>,
+    size: usize,
+    placement: Placement,
+) -> Result<NonNull<u8>, AllocError> {
+    let spaces = &heap.spaces;
+    let large = size >= heap.config.heap.large_threshold;
+    let layout = Layout::from_size_align(size, OBJECT_ALIGN)
+        .map_err(|_| AllocError::bad_layout(size, OBJECT_ALIGN, "object size overflows"))?;
+    let blocks = match placement {
+        Placement::Large => return spaces.humongous().large().alloc(layout),
+        _ if large => return spaces.humongous().large().alloc(layout),
+        Placement::Any => spaces.object().tenured(),
+        Placement::Pinned => spaces.non_moving().objects(),
+    };
+    if size <= RunSlotsAllocator::MAX_SIZE {
+        let runs = match placement {
+            Placement::Pinned => &mut state.pinned_runs,
+            _ => &mut state.runs,
+        };
+        runs.alloc(size)
+    } else if size <= blocks.medium().max_size() {
+        blocks.medium().alloc(layout)
+    } else {
+        spaces.humongous().large().alloc(layout)
+    }
+}
+
+/// The allocated size of an object of `size` bytes.
+#[inline(always)]
+fn object_size(size: usize) -> Result<usize, AllocError> {
+    if size > isize::MAX as usize / 2 {
+        return Err(AllocError::bad_layout(
+            size,
+            OBJECT_ALIGN,
+            "object size larger than any space",
+        ));
+    }
+    Ok((size.max(HEADER_BYTES) + OBJECT_ALIGN - 1) & !(OBJECT_ALIGN - 1))
+}
+
+/// Writes the header and zeroes the rest of a fresh block.
+///
+/// # Safety
+/// `ptr` is a fresh, 8-aligned block of at least `size` bytes.
+#[inline(always)]
+unsafe fn init(ptr: NonNull<u8>, type_word: u64, size: usize) -> ObjectRef {
+    // SAFETY: the caller passes a fresh block of `size` >= 8 bytes.
+    unsafe {
+        ptr.cast::<u64>().write(Header::new(type_word).to_bits());
+        ptr.add(HEADER_BYTES).write_bytes(0, size - HEADER_BYTES);
+    }
+    ObjectRef::from_addr(ptr.as_ptr() as usize).expect("allocators return non-null blocks")
+}
