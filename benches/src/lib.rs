@@ -23,6 +23,8 @@ use rtmem_base::{MemStatsSnapshot, SpaceType};
 use rtmem_freelist::FreeListAllocator;
 use rtmem_runslots::{LocalRuns, RunSlotsAllocator};
 
+pub mod trees;
+
 /// Objects allocated per iteration by the `bump`, `arena` and `small` groups.
 pub const OBJECTS: usize = 100_000;
 /// Object sizes of the `bump`, `arena` and `small` groups.

@@ -170,8 +170,10 @@ impl<V: VM> Mutator<V> {
         placement: Placement,
     ) -> Result<ObjectRef, AllocError> {
         let inner = &self.heap.inner;
-        if inner.config.kind != GcKind::Epsilon {
-            let state = self.handle.data();
+        let state = self.handle.data();
+        // The trigger is checked once per reporting chunk (every allocation
+        // in stress mode, where the chunk is empty).
+        if inner.config.kind != GcKind::Epsilon && state.unreported + size > self.report_every {
             let used = inner.report_allocated(std::mem::take(&mut state.unreported));
             let stress = inner.trigger.stress_every() > 0 && inner.trigger.note_allocation();
             let cause = if stress {

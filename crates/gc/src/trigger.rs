@@ -228,16 +228,29 @@ impl Trigger {
         due
     }
 
-    /// A collection finished with `live_bytes` live: moves the adaptive
-    /// threshold to `live_bytes` grown by `growth_percent` (within
-    /// `min_heap` and the heap limit) and clears the pending request. A
-    /// request made while the collection ran is cleared too: that collection
-    /// answers it.
+    /// A collection finished with `live_bytes` live: moves the threshold to
+    /// the policy's ([`TriggerConfig::threshold`]) and clears the pending
+    /// request. A request made while the collection ran is cleared too: that
+    /// collection answers it.
+    ///
+    /// Below the heap limit, the threshold is never less than `live_bytes`
+    /// plus an eighth of it (at least [`MIN_HEADROOM`](Self::MIN_HEADROOM)):
+    /// a heap whose live data sits at its occupancy threshold would
+    /// otherwise collect at every check.
     pub fn collected(&self, live_bytes: usize) {
-        self.threshold
-            .store(self.config.threshold(self.heap_limit, live_bytes), Relaxed);
+        let headroom = (live_bytes / 8).max(Self::MIN_HEADROOM);
+        let floor = live_bytes.saturating_add(headroom);
+        let threshold = self
+            .config
+            .threshold(self.heap_limit, live_bytes)
+            .max(floor.min(self.heap_limit));
+        self.threshold.store(threshold, Relaxed);
         self.pending.store(NO_REQUEST, Relaxed);
     }
+
+    /// The least a heap grows between two collections the heap-size policy
+    /// starts.
+    pub const MIN_HEADROOM: usize = 256 << 10;
 }
 
 #[cfg(test)]

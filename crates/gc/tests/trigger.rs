@@ -223,3 +223,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_heap_past_its_threshold_still_grows_before_the_next_collection() {
+    let t = Trigger::new(config(TriggerKind::Occupancy, 100, 75, 0), 100 * MIB);
+    t.collected(10 * MIB);
+    assert_eq!(t.threshold(), 75 * MIB);
+    // 80 MiB live is past the 75% mark: collect again after an eighth more.
+    t.collected(80 * MIB);
+    assert_eq!(t.threshold(), 90 * MIB);
+    // Tiny heaps get at least MIN_HEADROOM; nothing goes past the limit.
+    t.collected(0);
+    assert_eq!(t.threshold(), 75 * MIB);
+    t.collected(99 * MIB);
+    assert_eq!(t.threshold(), 100 * MIB);
+    let small = Trigger::new(config(TriggerKind::Adaptive, 0, 75, 0), 100 * MIB);
+    small.collected(1000);
+    assert_eq!(small.threshold(), 1000 + Trigger::MIN_HEADROOM);
+}

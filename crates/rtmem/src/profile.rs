@@ -18,6 +18,7 @@ use std::str::FromStr;
 use rtmem_base::{SpaceBudget, SpaceType};
 use rtmem_gc::stats::GcKind;
 use rtmem_gc::trigger::TriggerConfig;
+use rtmem_gc::{GcConfig, HeapConfig};
 use serde::Serialize;
 
 /// The built-in profiles: (name, TOML text).
@@ -39,21 +40,6 @@ pub const DEFAULT_PROFILE: &str = "balanced";
 
 /// The environment variable naming the profile (a built-in name or a path).
 pub const PROFILE_ENV: &str = "RTMEM_PROFILE";
-
-/// Object-heap layout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct HeapConfig {
-    /// Size of the young generation (generational collectors).
-    pub young: usize,
-    /// Size of a thread-local allocation buffer.
-    pub tlab: usize,
-    /// Objects at least this large go to the humongous space.
-    pub large_threshold: usize,
-    /// Bytes of heap covered by one card of the card table (a power of two).
-    pub card_size: usize,
-    /// Young collections an object survives before it is promoted.
-    pub promotion_age: u8,
-}
 
 /// A complete memory-management configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -493,6 +479,18 @@ impl Profile {
             budgets: self.spaces,
             large_threshold: self.heap.large_threshold,
             ..rtmem_spaces::SpacesConfig::default()
+        }
+    }
+
+    /// The collector's configuration this profile asks for.
+    pub fn gc_config(&self) -> GcConfig {
+        GcConfig {
+            kind: self.gc,
+            gc_workers: self.gc_workers,
+            verify: self.verify,
+            stress_every: self.stress_every,
+            heap: self.heap,
+            trigger: self.trigger,
         }
     }
 

@@ -58,7 +58,10 @@ pub const SOFT: u64 = 5;
 /// Type tag of a phantom reference object.
 pub const PHANTOM: u64 = 6;
 
-const WORD: usize = 8;
+/// The size of a slot and of the header.
+pub(crate) const WORD: usize = 8;
+
+pub mod trees;
 
 /// The test runtime's global state: its global roots and its interned-blob
 /// table (a weak table: entries whose blob died are dropped by the collector).
@@ -123,7 +126,7 @@ fn word(object: ObjectRef, index: usize) -> *mut usize {
     (object.addr() + WORD * index) as *mut usize
 }
 
-fn slot<'a>(object: ObjectRef, index: usize) -> &'a mut Option<ObjectRef> {
+pub(crate) fn slot<'a>(object: ObjectRef, index: usize) -> &'a mut Option<ObjectRef> {
     // SAFETY: called by the collector (or a checked accessor) on a live
     // object with a slot at `index`; `Option<ObjectRef>` is a word.
     unsafe { &mut *(word(object, index) as *mut Option<ObjectRef>) }
@@ -258,7 +261,7 @@ pub trait TestMutator {
 
 /// Panics unless `object` lies in a heap space and has type `want`
 /// (`None`: any type); returns its tag.
-fn check(m: &Mutator<TestVm>, object: ObjectRef, want: Option<u64>) -> u64 {
+pub(crate) fn check(m: &Mutator<TestVm>, object: ObjectRef, want: Option<u64>) -> u64 {
     let space = m.heap().spaces().pools().space_of(object.addr());
     assert!(
         matches!(
