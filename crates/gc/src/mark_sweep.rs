@@ -32,6 +32,8 @@ pub(crate) fn collect<V: VM>(
     let _span = tracing::info_span!("gc", index, cause = cause.name()).entered();
     world.for_each_mutator(|state| {
         heap.report_allocated(std::mem::take(&mut state.unreported));
+        // Give the runs back, so that the sweep holds every run.
+        state.flush_runs();
     });
     let before = heap.used();
     if heap.config.verify {
@@ -194,7 +196,9 @@ fn sweep<V: VM>(heap: &HeapInner<V>) -> Swept {
     let spaces = &heap.spaces;
     let mut swept = Swept::default();
     for blocks in [spaces.object().tenured(), spaces.non_moving().objects()] {
-        swept += blocks.small().sweep(is_live);
+        // SAFETY: the world is stopped: no mutator allocates or frees, and
+        // `is_live` only reads and clears mark bits.
+        swept += unsafe { blocks.small().sweep_stopped(is_live) };
         swept += blocks.medium().sweep(is_live);
     }
     swept += spaces.humongous().large().sweep(is_live);

@@ -37,6 +37,14 @@ pub(crate) struct MutatorState<V: VM> {
     pinned_runs: LocalRuns,
 }
 
+impl<V: VM> MutatorState<V> {
+    /// Gives the thread's runs back to their allocators (before a sweep).
+    pub(crate) fn flush_runs(&mut self) {
+        self.runs.flush();
+        self.pinned_runs.flush();
+    }
+}
+
 /// A registered runtime thread: allocates objects, applies barriers, polls
 /// safepoints, and owns its roots (see [`VM::MutatorRoots`]).
 ///

@@ -15,7 +15,7 @@ use crate::class::{CLASS_SIZES, MAX_SIZE, NUM_CLASSES, class_of};
 use crate::heap::{Heap, MAX_RUN_SIZE};
 use crate::list::{ListTag, RunList};
 use crate::local::LocalRuns;
-use crate::run::{Fill, Geometry, Remote, Run};
+use crate::run::{Fill, Geometry, NO_OWNER, Remote, Run};
 use crate::sync::Mutex;
 
 /// The most bitmap words a run can have.
@@ -241,52 +241,64 @@ impl RunSlotsAllocator {
     /// meanwhile (allocate-black). Explicit frees of the same objects during a
     /// sweep are a logic error. `is_live` runs under the heap lock and must not
     /// call into this allocator.
-    pub fn sweep(&self, mut is_live: impl FnMut(NonNull<u8>, usize) -> bool) -> Swept {
+    pub fn sweep(&self, is_live: impl FnMut(NonNull<u8>, usize) -> bool) -> Swept {
+        self.sweep_with(false, is_live)
+    }
+
+    /// [`sweep`](Self::sweep) for a stopped world: the same result, with no
+    /// atomic read-modify-write per object. Each run no thread owns (a
+    /// collector [flushes](LocalRuns::flush) the mutators' handles first) is
+    /// swept in place a bitmap word at a time and relisted once; runs a
+    /// thread still owns are swept as `sweep` does.
+    ///
+    /// # Safety
+    /// No thread allocates from or frees into this allocator during the call
+    /// (in a collector: every mutator is stopped), and `is_live` does not
+    /// call into it.
+    pub unsafe fn sweep_stopped(&self, is_live: impl FnMut(NonNull<u8>, usize) -> bool) -> Swept {
+        self.sweep_with(true, is_live)
+    }
+
+    /// The two sweeps; `stopped` as the caller of `sweep_stopped` promises.
+    fn sweep_with(
+        &self,
+        stopped: bool,
+        mut is_live: impl FnMut(NonNull<u8>, usize) -> bool,
+    ) -> Swept {
         let mut swept = Swept::default();
         let mut heap = self.heap.lock();
         let mut empty = RunList::new(ListTag::None);
         heap.for_each_run(|run| {
             let geo = run.geometry();
             let slot_size = geo.slot_size as usize;
-            let mut dead = [0u64; MAX_WORDS];
-            let mut found = 0;
-            run.for_each_live(|index| {
-                if !is_live(run.slot(index), slot_size) {
-                    dead[index / 64] |= 1 << (index % 64);
-                    found += 1;
-                }
-            });
-            if found == 0 {
-                return;
-            }
-            swept.objects += found;
-            swept.bytes += found * slot_size;
             let class = geo.class as usize;
-            let (release, hint) = self.with_shared(class, |shared| {
-                let (mut fill, mut hint) = (None, false);
-                for (word, &bits) in dead[..geo.words as usize].iter().enumerate() {
-                    let mut bits = bits;
-                    while bits != 0 {
-                        let slot = run.slot(word * 64 + bits.trailing_zeros() as usize);
-                        bits &= bits - 1;
-                        // SAFETY: the slot is live (its bits say so and only
-                        // `free` could change that, which must not race with
-                        // a sweep of the same object) and dead to the collector.
-                        match unsafe { run.free_remote(slot) } {
-                            Remote::Pushed { first } => hint |= first,
-                            // SAFETY: as above, and we hold the class lock (so
-                            // the run stays unowned for the whole loop).
-                            Remote::Unowned => fill = unsafe { run.free_unowned(slot) },
-                        }
-                    }
+            let release = if stopped && run.owner() == NO_OWNER {
+                // SAFETY: the run is unowned and nothing else touches the
+                // allocator (the caller's contract), so we hold it.
+                let found = unsafe { run.sweep_held(|slot| is_live(slot, slot_size)) };
+                if found == 0 {
+                    return;
                 }
-                // SAFETY: `fill` is set only for an unowned run, and we hold its lock.
-                let release = fill.is_some_and(|fill| unsafe { Self::relist(run, fill, shared) });
-                (release, hint)
-            });
-            if hint {
-                self.shared[class].remote_frees.fetch_add(1, Release);
-            }
+                swept.objects += found;
+                swept.bytes += found * slot_size;
+                // SAFETY: unowned, and its class lock is held inside.
+                self.with_shared(class, |shared| unsafe { Self::relist(run, run.fill(), shared) })
+            } else {
+                let mut dead = [0u64; MAX_WORDS];
+                let mut found = 0;
+                run.for_each_live(|index| {
+                    if !is_live(run.slot(index), slot_size) {
+                        dead[index / 64] |= 1 << (index % 64);
+                        found += 1;
+                    }
+                });
+                if found == 0 {
+                    return;
+                }
+                swept.objects += found;
+                swept.bytes += found * slot_size;
+                self.free_dead(run, &dead[..geo.words as usize])
+            };
             if release {
                 // SAFETY: the run is empty, unowned and unlisted: ours to release.
                 unsafe { empty.push_back(run) };
@@ -305,6 +317,39 @@ impl RunSlotsAllocator {
                 .record_free(self.heap.space(), swept.bytes, swept.objects);
         }
         swept
+    }
+
+    /// Frees the `dead` slots (a bitmap) of a run that may be owned, by the
+    /// remote-free protocol; returns whether the run is now empty, unowned
+    /// and unlisted (to be released).
+    fn free_dead(&self, run: Run, dead: &[u64]) -> bool {
+        let class = run.geometry().class as usize;
+        let (release, hint) = self.with_shared(class, |shared| {
+            let (mut fill, mut hint) = (None, false);
+            for (word, &bits) in dead.iter().enumerate() {
+                let mut bits = bits;
+                while bits != 0 {
+                    let slot = run.slot(word * 64 + bits.trailing_zeros() as usize);
+                    bits &= bits - 1;
+                    // SAFETY: the slot is live (its bits say so and only
+                    // `free` could change that, which must not race with
+                    // a sweep of the same object) and dead to the collector.
+                    match unsafe { run.free_remote(slot) } {
+                        Remote::Pushed { first } => hint |= first,
+                        // SAFETY: as above, and we hold the class lock (so
+                        // the run stays unowned for the whole loop).
+                        Remote::Unowned => fill = unsafe { run.free_unowned(slot) },
+                    }
+                }
+            }
+            // SAFETY: `fill` is set only for an unowned run, and we hold its lock.
+            let release = fill.is_some_and(|fill| unsafe { Self::relist(run, fill, shared) });
+            (release, hint)
+        });
+        if hint {
+            self.shared[class].remote_frees.fetch_add(1, Release);
+        }
+        release
     }
 
     /// Whether `addr` lies in memory this allocator holds (one of its pools).

@@ -21,8 +21,9 @@
 //! # How
 //!
 //! - Each thread allocates through its own [`LocalRuns`] handle, which owns a
-//!   current run per size class: an allocation pops the run's free list or
-//!   bumps into never-used slots, with no lock and no atomic read-modify-write.
+//!   current run per size class: an allocation takes the lowest clear bit of
+//!   the run's alloc bitmap, with no lock and no atomic read-modify-write, and
+//!   without reading the free slot's (cold) memory.
 //!   A free into a run the handle owns is just as cheap.
 //! - Any thread may free any slot ([`RunSlotsAllocator::free`]): into a run
 //!   owned by another thread it is one compare-and-swap onto the run's

@@ -23,7 +23,7 @@ static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
 /// (`Send`, not `Sync`).
 ///
 /// Per size class it owns a *current* run, which it allocates from by popping
-/// the run's free list or bumping into never-used slots: no lock, no atomic
+/// the lowest free slot from the run's alloc bitmap: no lock, no atomic
 /// read-modify-write. Runs it filled stay its own (parked), so that its frees
 /// into them are fast too; a run that empties goes back to the heap. Frees
 /// into runs of other handles, or into unowned runs, take the remote path.

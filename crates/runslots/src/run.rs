@@ -11,7 +11,7 @@
 //! # Who may touch what
 //!
 //! - `owner` and `remote` are atomics anyone may read.
-//! - The owner-only fields (`hot`: free list, bump pointer, count of used slots;
+//! - The owner-only fields (`hot`: the allocation cursor and the count of used slots;
 //!   `links`) belong to the run's *holder*: the thread whose `LocalRuns` owns
 //!   the run (`owner` is its id), or, while the run is unowned, whoever holds
 //!   the lock of the run's size class, or, while the run is free, whoever
@@ -39,7 +39,7 @@
 //!   safe; after it the freer never touches the run again.
 //! - **Unowned** (the CAS saw `UNOWNED`): the freer takes the class lock and
 //!   calls [`Run::free_unowned`]: if the run is still unowned, it frees `s`
-//!   directly into the run's free list as its holder; if a thread adopted the
+//!   directly into the run as its holder; if a thread adopted the
 //!   run meanwhile, it pushes `s` onto the stack (the new owner cannot abandon
 //!   the run while the lock is held, so the push cannot meet `UNOWNED`).
 //! - **Collect** ([`Run::collect_remote`], owner): one `swap(0)` takes the whole
@@ -92,6 +92,8 @@ pub struct Geometry {
     /// `ceil(2^32 / slot_size)`: an offset times this, shifted right by 32,
     /// is the slot index (exact for every offset inside a run of up to 1 MiB).
     magic: u32,
+    /// The bits of the last bitmap word that stand for slots.
+    last_mask: u64,
 }
 
 impl Geometry {
@@ -123,6 +125,17 @@ impl Geometry {
             words: words as u32,
             data_offset: data_offset as u32,
             magic: (1u64 << 32).div_ceil(slot_size as u64) as u32,
+            last_mask: u64::MAX >> (words * 64 - slots),
+        }
+    }
+
+    /// The bits of bitmap word `word` that stand for slots.
+    #[inline(always)]
+    fn valid(&self, word: usize) -> u64 {
+        if word + 1 == self.words as usize {
+            self.last_mask
+        } else {
+            u64::MAX
         }
     }
 
@@ -172,13 +185,16 @@ struct RunHeader {
 }
 
 /// The holder's fields that every allocation and free touches.
+///
+/// A slot is free exactly when its alloc bit is clear: allocation takes the
+/// lowest clear bit from `cursor` on, and a free clears the bit and moves
+/// `cursor` back if needed. Neither reads nor writes the slot's memory, so a
+/// collector's sweep frees slots by clearing bits alone, and allocation
+/// never waits for a free slot's cold memory to load.
 struct Hot {
-    /// The first free slot (each holds the next in its first word), or null.
-    free: *mut u8,
-    /// The first never-used slot.
-    bump: *mut u8,
-    /// One past the last slot.
-    end: *mut u8,
+    /// The first bitmap word that may have a clear bit: every word before it
+    /// is full.
+    cursor: u32,
     /// Slots whose alloc bit is set.
     used: u32,
     /// The list the run is on.
@@ -221,14 +237,10 @@ impl Run {
         // field (owned by the heap) is left as it is. The bitmaps lie between
         // the header and the first slot.
         unsafe {
-            let data = at.as_ptr().add(geo.data_offset as usize);
-            let end = data.add(geo.slots as usize * geo.slot_size as usize);
             ptr::addr_of_mut!((*header).owner).write(AtomicU64::new(owner));
             ptr::addr_of_mut!((*header).geo).write(geo);
             ptr::addr_of_mut!((*header).hot).write(UnsafeCell::new(Hot {
-                free: ptr::null_mut(),
-                bump: data,
-                end,
+                cursor: 0,
                 used: 0,
                 list: ListTag::None,
             }));
@@ -357,46 +369,81 @@ impl Run {
         }
     }
 
+    /// Frees, as the run's holder, every live slot for which `is_live` is
+    /// false: their alloc bits are cleared a word at a time, and their memory
+    /// is not touched. Returns how many were freed.
+    ///
+    /// # Safety
+    /// The caller holds the run (see [`pop`](Self::pop)) and nothing else
+    /// frees into it during the call.
+    pub unsafe fn sweep_held(self, mut is_live: impl FnMut(NonNull<u8>) -> bool) -> usize {
+        let words = self.geometry().words as usize;
+        let mut freed = 0;
+        let mut first = words;
+        for word in 0..words {
+            let alloc = self.alloc_word(word).load(Relaxed);
+            let mut live = alloc & !self.marked_word(word).load(Relaxed);
+            let mut dead = 0u64;
+            while live != 0 {
+                let bit = live.trailing_zeros() as usize;
+                live &= live - 1;
+                if !is_live(self.slot(word * 64 + bit)) {
+                    dead |= 1 << bit;
+                }
+            }
+            if dead != 0 {
+                self.alloc_word(word).store(alloc & !dead, Relaxed);
+                freed += dead.count_ones() as usize;
+                first = first.min(word);
+            }
+        }
+        self.header().hot.with_mut(|hot| {
+            // SAFETY: the caller holds the run.
+            let hot = unsafe { &mut *hot };
+            hot.used -= freed as u32;
+            hot.cursor = hot.cursor.min(first as u32);
+        });
+        freed
+    }
+
     /// Whether remotely freed slots wait on the stack (a hint: owner only).
     #[inline]
     pub fn has_remote(self) -> bool {
         self.header().remote.load(Relaxed) & !UNOWNED != 0
     }
 
-    /// Takes a free slot: the most recently freed one, else the next never
-    /// used one. `None` if the run has no free slot its holder knows of.
+    /// Takes a free slot: the lowest-addressed one. `None` if the run has no
+    /// free slot its holder knows of.
     ///
     /// # Safety
     /// The caller holds the run: owns it, or it is unowned and the caller holds
     /// its class lock.
     #[inline(always)]
     pub unsafe fn pop(self) -> Option<NonNull<u8>> {
-        let slot_size = self.header().geo.slot_size as usize;
-        let slot = self.header().hot.with_mut(|hot| {
-            // SAFETY: the caller holds the run, so nothing else accesses `hot`.
+        let geo = &self.header().geo;
+        let words = geo.words as usize;
+        let index = self.header().hot.with_mut(|hot| {
+            // SAFETY: the caller holds the run, so nothing else accesses `hot`
+            // or writes the alloc bitmap.
             let hot = unsafe { &mut *hot };
-            let slot = if !hot.free.is_null() {
-                let slot = hot.free;
-                // SAFETY: a free slot holds the next free slot in its first word.
-                hot.free = unsafe { slot.cast::<*mut u8>().read() };
-                slot
-            } else if hot.bump < hot.end {
-                let slot = hot.bump;
-                // SAFETY: `bump < end` and slots are whole, so the result is at
-                // most `end`, inside the run.
-                hot.bump = unsafe { slot.add(slot_size) };
-                slot
-            } else {
-                return None;
-            };
-            hot.used += 1;
-            // SAFETY: slots lie inside the run, never at address 0.
-            Some(unsafe { NonNull::new_unchecked(slot) })
+            let mut word = hot.cursor as usize;
+            while word < words {
+                let alloc = self.alloc_word(word);
+                let bits = alloc.load(Relaxed);
+                let free = !bits & geo.valid(word);
+                if free != 0 {
+                    let bit = free.trailing_zeros() as usize;
+                    alloc.store(bits | 1 << bit, Relaxed);
+                    hot.cursor = word as u32;
+                    hot.used += 1;
+                    return Some(word * 64 + bit);
+                }
+                word += 1;
+            }
+            hot.cursor = words as u32;
+            None
         })?;
-        let (word, bit) = self.locate(slot);
-        let alloc = self.alloc_word(word);
-        alloc.store(alloc.load(Relaxed) | bit, Relaxed);
-        Some(slot)
+        Some(self.slot(index))
     }
 
     /// Frees `slot` by its holder. Returns whether the run, being on a list,
@@ -411,7 +458,7 @@ impl Run {
         unsafe { self.put_free(slot, false) }
     }
 
-    /// Takes every remotely freed slot back into the free list and returns how
+    /// Makes every remotely freed slot free again and returns how
     /// many there were.
     ///
     /// # Safety
@@ -506,7 +553,7 @@ impl Run {
             let hot = unsafe { &*hot };
             if hot.used == 0 {
                 Fill::Empty
-            } else if !hot.free.is_null() || hot.bump < hot.end {
+            } else if hot.used < self.header().geo.slots {
                 Fill::Partial
             } else {
                 Fill::Full
@@ -573,7 +620,7 @@ impl Run {
         self.header().owner.store(FREE_RUN, Relaxed);
     }
 
-    /// Puts a slot the caller holds the run of back on the free list, clearing
+    /// Makes a slot the caller holds the run of free again, clearing
     /// its alloc bit and then (if `marked`) its marked bit, so that a
     /// concurrent walk never sees it allocated-and-unmarked. Returns what
     /// `push_local` returns.
@@ -592,9 +639,7 @@ impl Run {
         self.header().hot.with_mut(|hot| {
             // SAFETY: the caller holds the run.
             let hot = unsafe { &mut *hot };
-            // SAFETY: the slot is ours to link: allocated until now, on no list.
-            unsafe { slot.cast::<*mut u8>().write(hot.free) };
-            hot.free = slot.as_ptr();
+            hot.cursor = hot.cursor.min(word as u32);
             hot.used -= 1;
             hot.list != ListTag::None && (hot.used == 0 || hot.list == ListTag::Full)
         })
@@ -721,7 +766,7 @@ mod tests {
     }
 
     #[test]
-    fn pops_every_slot_once_in_address_order_then_reuses_freed_ones_last_in_first_out() {
+    fn pops_every_slot_once_in_address_order_then_reuses_freed_ones_lowest_first() {
         let buffer = Buffer::new(4096);
         let run = buffer.run(256, 7);
         let slots = run.geometry().slots as usize;
@@ -747,8 +792,9 @@ mod tests {
             assert!(!run.push_local(popped[5]));
             assert_eq!(run.fill(), Fill::Partial);
             assert!(!live(run).contains(&3) && !live(run).contains(&5));
-            assert_eq!(run.pop(), Some(popped[5]));
+            // Freed slots are reused lowest address first.
             assert_eq!(run.pop(), Some(popped[3]));
+            assert_eq!(run.pop(), Some(popped[5]));
             assert_eq!(run.pop(), None);
             for p in popped {
                 run.push_local(p);
