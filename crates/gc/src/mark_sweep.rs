@@ -198,7 +198,11 @@ fn sweep<V: VM>(heap: &HeapInner<V>) -> Swept {
     for blocks in [spaces.object().tenured(), spaces.non_moving().objects()] {
         // SAFETY: the world is stopped: no mutator allocates or frees, and
         // `is_live` only reads and clears mark bits.
-        swept += unsafe { blocks.small().sweep_stopped(is_live) };
+        swept += unsafe {
+            blocks
+                .small()
+                .sweep_stopped(heap.config.gc_workers, is_live)
+        };
         swept += blocks.medium().sweep(is_live);
     }
     swept += spaces.humongous().large().sweep(is_live);

@@ -241,82 +241,147 @@ impl RunSlotsAllocator {
     /// meanwhile (allocate-black). Explicit frees of the same objects during a
     /// sweep are a logic error. `is_live` runs under the heap lock and must not
     /// call into this allocator.
-    pub fn sweep(&self, is_live: impl FnMut(NonNull<u8>, usize) -> bool) -> Swept {
-        self.sweep_with(false, is_live)
+    pub fn sweep(&self, mut is_live: impl FnMut(NonNull<u8>, usize) -> bool) -> Swept {
+        let mut swept = Swept::default();
+        let mut empty = Vec::new();
+        let mut heap = self.heap.lock();
+        heap.for_each_run(|run| self.sweep_run(run, &mut is_live, &mut swept, &mut empty));
+        for run in empty {
+            // SAFETY: the run is empty, unowned and unlisted: ours to release.
+            unsafe { heap.release(run) };
+        }
+        drop(heap);
+        self.record_swept(swept);
+        swept
     }
 
-    /// [`sweep`](Self::sweep) for a stopped world: the same result, with no
-    /// atomic read-modify-write per object. Each run no thread owns (a
-    /// collector [flushes](LocalRuns::flush) the mutators' handles first) is
-    /// swept in place a bitmap word at a time and relisted once; runs a
-    /// thread still owns are swept as `sweep` does.
+    /// [`sweep`](Self::sweep) for a stopped world, on up to `threads`
+    /// threads: the same result, without an atomic read-modify-write per
+    /// object. Each run no thread owns (a collector
+    /// [flushes](LocalRuns::flush) the mutators' handles first) is swept in
+    /// place a bitmap word at a time and relisted once; runs a thread still
+    /// owns are swept as `sweep` does.
     ///
     /// # Safety
     /// No thread allocates from or frees into this allocator during the call
     /// (in a collector: every mutator is stopped), and `is_live` does not
     /// call into it.
-    pub unsafe fn sweep_stopped(&self, is_live: impl FnMut(NonNull<u8>, usize) -> bool) -> Swept {
-        self.sweep_with(true, is_live)
+    pub unsafe fn sweep_stopped(
+        &self,
+        threads: usize,
+        is_live: impl Fn(NonNull<u8>, usize) -> bool + Sync,
+    ) -> Swept {
+        let mut runs = Vec::new();
+        self.heap.lock().for_each_run(|run| runs.push(run));
+        // The heap lock guards carving and releasing runs, which nobody does
+        // until we return (the caller's contract): the runs may be swept
+        // without it, in parallel.
+        let sweep_part = |part: &[Run]| {
+            let (mut swept, mut empty) = (Swept::default(), Vec::new());
+            let mut is_live = &is_live;
+            for &run in part {
+                self.sweep_run_stopped(run, &mut is_live, &mut swept, &mut empty);
+            }
+            (swept, empty)
+        };
+        const MIN_RUNS_PER_THREAD: usize = 16;
+        let threads = threads.clamp(1, runs.len().div_ceil(MIN_RUNS_PER_THREAD).max(1));
+        let (mut swept, mut empty) = (Swept::default(), Vec::new());
+        if threads == 1 {
+            (swept, empty) = sweep_part(&runs);
+        } else {
+            std::thread::scope(|scope| {
+                let chunk = runs.len().div_ceil(threads);
+                let helpers: Vec<_> = runs[chunk..]
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(|| sweep_part(part)))
+                    .collect();
+                (swept, empty) = sweep_part(&runs[..chunk]);
+                for helper in helpers {
+                    let (s, e) = helper.join().expect("a sweeping thread panicked");
+                    swept += s;
+                    empty.extend(e);
+                }
+            });
+        }
+        if !empty.is_empty() {
+            let mut heap = self.heap.lock();
+            for run in empty {
+                // SAFETY: the run is empty, unowned and unlisted: ours to release.
+                unsafe { heap.release(run) };
+            }
+        }
+        self.record_swept(swept);
+        swept
     }
 
-    /// The two sweeps; `stopped` as the caller of `sweep_stopped` promises.
-    fn sweep_with(
+    /// Sweeps one run for `sweep_stopped`: in place if no thread owns it.
+    fn sweep_run_stopped(
         &self,
-        stopped: bool,
-        mut is_live: impl FnMut(NonNull<u8>, usize) -> bool,
-    ) -> Swept {
-        let mut swept = Swept::default();
-        let mut heap = self.heap.lock();
-        let mut empty = RunList::new(ListTag::None);
-        heap.for_each_run(|run| {
-            let geo = run.geometry();
-            let slot_size = geo.slot_size as usize;
-            let class = geo.class as usize;
-            let release = if stopped && run.owner() == NO_OWNER {
-                // SAFETY: the run is unowned and nothing else touches the
-                // allocator (the caller's contract), so we hold it.
-                let found = unsafe { run.sweep_held(|slot| is_live(slot, slot_size)) };
-                if found == 0 {
-                    return;
-                }
-                swept.objects += found;
-                swept.bytes += found * slot_size;
-                // SAFETY: unowned, and its class lock is held inside.
-                self.with_shared(class, |shared| unsafe { Self::relist(run, run.fill(), shared) })
-            } else {
-                let mut dead = [0u64; MAX_WORDS];
-                let mut found = 0;
-                run.for_each_live(|index| {
-                    if !is_live(run.slot(index), slot_size) {
-                        dead[index / 64] |= 1 << (index % 64);
-                        found += 1;
-                    }
-                });
-                if found == 0 {
-                    return;
-                }
-                swept.objects += found;
-                swept.bytes += found * slot_size;
-                self.free_dead(run, &dead[..geo.words as usize])
-            };
-            if release {
-                // SAFETY: the run is empty, unowned and unlisted: ours to release.
-                unsafe { empty.push_back(run) };
+        run: Run,
+        is_live: &mut impl FnMut(NonNull<u8>, usize) -> bool,
+        swept: &mut Swept,
+        empty: &mut Vec<Run>,
+    ) {
+        if run.owner() != NO_OWNER {
+            return self.sweep_run(run, is_live, swept, empty);
+        }
+        let geo = run.geometry();
+        let slot_size = geo.slot_size as usize;
+        // SAFETY: the run is unowned and nothing else touches the allocator
+        // (the caller's contract), so we hold it.
+        let found = unsafe { run.sweep_held(|slot| is_live(slot, slot_size)) };
+        if found == 0 {
+            return;
+        }
+        swept.objects += found;
+        swept.bytes += found * slot_size;
+        // SAFETY: unowned, and its class lock is held inside.
+        let release = self.with_shared(geo.class as usize, |shared| unsafe {
+            Self::relist(run, run.fill(), shared)
+        });
+        if release {
+            empty.push(run);
+        }
+    }
+
+    /// Sweeps one run that a thread may own, by the remote-free protocol;
+    /// a run left empty and unowned goes on `empty`.
+    fn sweep_run(
+        &self,
+        run: Run,
+        is_live: &mut impl FnMut(NonNull<u8>, usize) -> bool,
+        swept: &mut Swept,
+        empty: &mut Vec<Run>,
+    ) {
+        let geo = run.geometry();
+        let slot_size = geo.slot_size as usize;
+        let mut dead = [0u64; MAX_WORDS];
+        let mut found = 0;
+        run.for_each_live(|index| {
+            if !is_live(run.slot(index), slot_size) {
+                dead[index / 64] |= 1 << (index % 64);
+                found += 1;
             }
         });
-        // SAFETY: each run on `empty` is empty, unowned, ours and on no other list.
-        while let Some(run) = unsafe { empty.pop_front() } {
-            // SAFETY: as above: the run is ours to give back.
-            unsafe { heap.release(run) };
+        if found == 0 {
+            return;
         }
-        drop(heap);
+        swept.objects += found;
+        swept.bytes += found * slot_size;
+        if self.free_dead(run, &dead[..geo.words as usize]) {
+            empty.push(run);
+        }
+    }
+
+    /// Reports a sweep's frees to `MemStats`.
+    fn record_swept(&self, swept: Swept) {
         if swept.objects > 0 {
             self.heap
                 .pools()
                 .stats()
                 .record_free(self.heap.space(), swept.bytes, swept.objects);
         }
-        swept
     }
 
     /// Frees the `dead` slots (a bitmap) of a run that may be owned, by the
