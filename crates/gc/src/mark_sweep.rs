@@ -185,7 +185,8 @@ fn process_references<V: VM>(heap: &HeapInner<V>, traced: &mut Traced, clear_sof
 /// Frees every unmarked object and clears the marks of the others.
 fn sweep<V: VM>(heap: &HeapInner<V>) -> Swept {
     let bitmap = &heap.bitmap;
-    let is_live = |block: NonNull<u8>, _size: usize| {
+    let is_marked = |block: NonNull<u8>, _size: usize| bitmap.is_marked(block.as_ptr() as usize);
+    let unmark_if_marked = |block: NonNull<u8>, _size: usize| {
         let addr = block.as_ptr() as usize;
         let marked = bitmap.is_marked(addr);
         if marked {
@@ -197,14 +198,16 @@ fn sweep<V: VM>(heap: &HeapInner<V>) -> Swept {
     let mut swept = Swept::default();
     for blocks in [spaces.object().tenured(), spaces.non_moving().objects()] {
         // SAFETY: the world is stopped: no mutator allocates or frees, and
-        // `is_live` only reads and clears mark bits.
+        // the closures only read and clear mark bits.
         swept += unsafe {
             blocks
                 .small()
-                .sweep_stopped(heap.config.gc_workers, is_live)
+                .sweep_stopped(heap.config.gc_workers, is_marked, |start, len| {
+                    bitmap.clear_range(start, len)
+                })
         };
-        swept += blocks.medium().sweep(is_live);
+        swept += blocks.medium().sweep(unmark_if_marked);
     }
-    swept += spaces.humongous().large().sweep(is_live);
+    swept += spaces.humongous().large().sweep(unmark_if_marked);
     swept
 }

@@ -260,16 +260,20 @@ impl RunSlotsAllocator {
     /// object. Each run no thread owns (a collector
     /// [flushes](LocalRuns::flush) the mutators' handles first) is swept in
     /// place a bitmap word at a time and relisted once; runs a thread still
-    /// owns are swept as `sweep` does.
+    /// owns are swept as `sweep` does. After a run is swept,
+    /// `run_swept(start, len)` is called with its address range: where a
+    /// collector clears the run's mark bits in bulk, rather than one atomic
+    /// operation per live object in `is_live`.
     ///
     /// # Safety
     /// No thread allocates from or frees into this allocator during the call
-    /// (in a collector: every mutator is stopped), and `is_live` does not
-    /// call into it.
+    /// (in a collector: every mutator is stopped), and `is_live` and
+    /// `run_swept` do not call into it.
     pub unsafe fn sweep_stopped(
         &self,
         threads: usize,
         is_live: impl Fn(NonNull<u8>, usize) -> bool + Sync,
+        run_swept: impl Fn(usize, usize) + Sync,
     ) -> Swept {
         let mut runs = Vec::new();
         self.heap.lock().for_each_run(|run| runs.push(run));
@@ -280,7 +284,9 @@ impl RunSlotsAllocator {
             let (mut swept, mut empty) = (Swept::default(), Vec::new());
             let mut is_live = &is_live;
             for &run in part {
+                let start = run.base().as_ptr() as usize;
                 self.sweep_run_stopped(run, &mut is_live, &mut swept, &mut empty);
+                run_swept(start, self.heap.run_size());
             }
             (swept, empty)
         };
@@ -292,9 +298,14 @@ impl RunSlotsAllocator {
         } else {
             std::thread::scope(|scope| {
                 let chunk = runs.len().div_ceil(threads);
+                let sweep_part = &sweep_part;
                 let helpers: Vec<_> = runs[chunk..]
                     .chunks(chunk)
-                    .map(|part| scope.spawn(|| sweep_part(part)))
+                    .map(|part| {
+                        // Moved, not shared: `Run` is `Send` but not `Sync`.
+                        let part = part.to_vec();
+                        scope.spawn(move || sweep_part(&part))
+                    })
                     .collect();
                 (swept, empty) = sweep_part(&runs[..chunk]);
                 for helper in helpers {
@@ -645,7 +656,7 @@ impl std::fmt::Debug for RunSlotsAllocator {
 
 #[cfg(all(test, not(loom)))]
 pub(crate) mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     use rtmem_base::{AllocError, PoolManagerConfig};
 
@@ -768,6 +779,65 @@ pub(crate) mod tests {
         assert_eq!((stats.live_objects(), stats.live_bytes()), (0, 0));
         assert_eq!(stats.metadata, 0, "every run went back");
         assert_eq!(slots.pools().used(SpaceType::RuntimeInternal), 0);
+    }
+
+    #[test]
+    fn a_stopped_sweep_matches_the_general_one_on_any_thread_count() {
+        for threads in [1, 2, 3] {
+            let slots = allocator(PoolManagerConfig::default());
+            // Unowned runs (the handle flushed, as a collector does) and one
+            // handle that keeps its runs.
+            let mut flushed = slots.local();
+            let mut owner = slots.local();
+            let mut ptrs: Vec<_> = (0..20_000).map(|_| flushed.alloc(48).unwrap()).collect();
+            ptrs.extend((0..500).map(|_| owner.alloc(48).unwrap()));
+            flushed.flush();
+            let keep = |addr: usize| addr.is_multiple_of(5);
+            let before = walked(&slots);
+            let survivors: BTreeMap<usize, usize> = before
+                .iter()
+                .filter(|&(&a, _)| keep(a))
+                .map(|(&a, &s)| (a, s))
+                .collect();
+            let runs = std::sync::Mutex::new(BTreeSet::new());
+            let run_size = slots.heap().run_size();
+            // SAFETY: no thread uses the allocator during the sweep.
+            let swept = unsafe {
+                slots.sweep_stopped(
+                    threads,
+                    |p, _| keep(p.addr().get()),
+                    |start, len| {
+                        assert_eq!((start % run_size, len), (0, run_size));
+                        assert!(runs.lock().unwrap().insert(start), "a run swept twice");
+                    },
+                )
+            };
+            assert_eq!(swept.objects, before.len() - survivors.len());
+            assert_eq!(walked(&slots), survivors);
+            let runs = runs.into_inner().unwrap();
+            assert!(before.keys().all(|a| runs.contains(&(a & !(run_size - 1)))));
+            // Swept slots are handed out again before any new run is taken.
+            let used = slots.pools().used(SpaceType::RuntimeInternal);
+            let dead = ptrs[..20_000]
+                .iter()
+                .filter(|p| !keep(p.addr().get()))
+                .count();
+            let again: Vec<_> = (0..dead).map(|_| flushed.alloc(48).unwrap()).collect();
+            assert!(
+                again
+                    .iter()
+                    .all(|p| !survivors.contains_key(&p.addr().get()))
+            );
+            assert_eq!(slots.pools().used(SpaceType::RuntimeInternal), used);
+            drop((flushed, owner));
+            // SAFETY: as above.
+            let rest = unsafe { slots.sweep_stopped(threads, |_, _| false, |_, _| {}) };
+            assert_eq!(rest.objects, survivors.len() + again.len());
+            slots.trim();
+            let stats = slots.stats();
+            assert_eq!((stats.live_objects(), stats.live_bytes()), (0, 0));
+            assert_eq!(slots.pools().used(SpaceType::RuntimeInternal), 0);
+        }
     }
 
     #[test]

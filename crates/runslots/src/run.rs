@@ -215,8 +215,6 @@ pub struct Run(NonNull<RunHeader>);
 // is the protocol described in the module docs, enforced by the `unsafe`
 // methods' contracts, not by thread identity.
 unsafe impl Send for Run {}
-// SAFETY: as for `Send`: sharing a `Run` shares only its (copyable) address.
-unsafe impl Sync for Run {}
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
