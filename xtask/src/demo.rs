@@ -1,120 +1,72 @@
-//! `cargo xtask demo`: a workload over every space of a runtime, configured
-//! by the selected profile, then the per-space statistics table.
+//! `cargo xtask demo`: the main job. A memory manager built from the
+//! selected profile runs the binary-trees workload on its collected heap,
+//! then a pretend runtime exercises every other space (its own data, a
+//! compiler pass in an arena, machine code, interpreter frames); the demo
+//! prints what the memory manager did: per-space statistics and the
+//! collector's summary.
 
 use std::alloc::Layout;
+use std::time::Instant;
 
 use allocator_api2::vec::Vec as ArenaVec;
-use rtmem::Profile;
+use rtmem::MemoryManager;
 use rtmem_arena::Arena;
 use rtmem_base::{AllocError, format_bytes};
 use rtmem_spaces::Spaces;
-use rtmem_tlab::Tlab;
+use rtmem_testvm::TestVm;
+use rtmem_testvm::trees::{PairTrees, binary_trees, expected_total};
 
-/// Runs the demo. Accepts no arguments yet.
+/// The depth of the binary-trees run.
+const DEPTH: u32 = 16;
+
+/// Runs the demo. Accepts no arguments.
 pub fn run(args: &[String]) -> Result<(), String> {
     if let Some(arg) = args.first() {
         return Err(format!("demo takes no arguments (got `{arg}`)"));
     }
-    let profile = Profile::from_env().map_err(|e| e.to_string())?;
-    let spaces = Spaces::new(profile.spaces_config()).map_err(|e| e.to_string())?;
+    let mm = MemoryManager::from_env(TestVm::default()).map_err(|e| e.to_string())?;
+    let profile = mm.profile();
     println!(
-        "rtmem demo: profile `{}` ({}), every space over one pool manager ({} pools)",
+        "rtmem demo: profile `{}` ({}), collector `{}` with {} GC worker(s), every space over one pool manager ({} pools)\n",
         profile.name,
         profile.source,
-        format_bytes(spaces.pools().pool_size() as u64)
+        profile.gc,
+        profile.gc_workers,
+        format_bytes(mm.spaces().pools().pool_size() as u64)
     );
-    println!(
-        "the profile's collector is `{}`; collectors are not built yet, so this demo exercises the spaces and their allocators\n",
-        profile.gc
-    );
-    young_objects(&spaces).map_err(|e| e.to_string())?;
-    tenured_objects(&spaces).map_err(|e| e.to_string())?;
-    runtime_internal(&spaces).map_err(|e| e.to_string())?;
-    compiler_pass(&spaces).map_err(|e| e.to_string())?;
-    machine_code(&spaces).map_err(|e| e.to_string())?;
-    interpreter_frames(&spaces)?;
-    println!("\nper-space statistics:\n{}", spaces.snapshot());
+    object_heap(&mm)?;
+    let spaces = mm.spaces();
+    runtime_internal(spaces).map_err(|e| e.to_string())?;
+    compiler_pass(spaces).map_err(|e| e.to_string())?;
+    machine_code(spaces).map_err(|e| e.to_string())?;
+    interpreter_frames(spaces)?;
+    println!("\nwhat the memory manager did:\n{}", mm.report());
     Ok(())
 }
 
-/// Two mutator threads allocate small objects through TLABs carved from one
-/// young region of the object space; then everything dies young at once.
-fn young_objects(spaces: &Spaces) -> Result<(), AllocError> {
-    let mut region = spaces.object().young_region(64 << 20)?;
-    let (threads, per_thread) = (2, 200_000);
-    let stats = std::thread::scope(|s| {
-        let region = &region;
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                s.spawn(move || -> Result<_, AllocError> {
-                    let mut tlab = Tlab::new(32 << 10);
-                    for i in 0..per_thread {
-                        let p = tlab.alloc(region, 16 + 8 * ((i + t) % 12))?;
-                        // SAFETY: a fresh, 8-aligned allocation of at least 16 bytes.
-                        unsafe { p.cast::<usize>().as_ptr().write(i) };
-                    }
-                    tlab.retire(region);
-                    Ok(tlab.stats())
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("mutator thread panicked"))
-            .collect::<Result<Vec<_>, _>>()
-    })?;
-    println!("object space, young: {threads} threads x {per_thread} objects through TLABs");
-    for (t, s) in stats.iter().enumerate() {
-        println!(
-            "  thread {t}: {} objects, {}, {} TLAB refills, {} wasted in retired tails",
-            s.objects,
-            format_bytes(s.allocated_bytes as u64),
-            s.refills,
-            format_bytes(s.wasted_bytes as u64)
-        );
+/// The binary-trees program of the Benchmarks Game on the collected heap.
+fn object_heap(mm: &MemoryManager<TestVm>) -> Result<(), String> {
+    println!("object heap: binary trees of depth {DEPTH} (trees of 24-byte pairs)");
+    let start = Instant::now();
+    let mut trees = PairTrees::new(mm.register(Default::default()));
+    let total = binary_trees(&mut trees, DEPTH, |line| println!("  {line}"));
+    let wall = start.elapsed();
+    if total != expected_total(DEPTH) {
+        return Err(format!(
+            "binary trees: wrong answer {total}, expected {}",
+            expected_total(DEPTH)
+        ));
     }
+    let gc = mm.heap().summary();
     println!(
-        "  region used {}; reset frees it all at once",
-        format_bytes(region.used() as u64)
+        "  {total} nodes in {:.0} ms; {} collections, pauses max {:.2} ms, p50 {:.2} ms, total {:.1} ms; heap peak {}\n",
+        wall.as_secs_f64() * 1e3,
+        gc.gc_count,
+        gc.pause_max_ms,
+        gc.pause_p50_ms,
+        gc.pause_total_ms,
+        format_bytes(mm.heap().peak_bytes() as u64)
     );
-    region.reset();
-    Ok(())
-}
-
-/// Tenured objects: small ones in runs of slots, medium ones in the free list,
-/// a large one in a pool of its own; then a sweep frees every other one.
-fn tenured_objects(spaces: &Spaces) -> Result<(), AllocError> {
-    let tenured = spaces.object().tenured();
-    let mut local = tenured.small().local();
-    let small: Vec<_> = (0..50_000)
-        .map(|i| local.alloc(16 + i % 240))
-        .collect::<Result<_, _>>()?;
-    let medium: Vec<_> = (0..2_000)
-        .map(|i| {
-            tenured
-                .medium()
-                .alloc(Layout::from_size_align(512 + 8 * (i % 500), 16).expect("valid"))
-        })
-        .collect::<Result<_, _>>()?;
-    let big = spaces
-        .humongous()
-        .large()
-        .alloc(Layout::from_size_align(4 << 20, 4096).expect("valid"))?;
-    drop(local);
-    // A pretend collection: every other object is dead.
-    let live = |p: std::ptr::NonNull<u8>| (p.as_ptr() as usize / 16).is_multiple_of(2);
-    let swept_small = tenured.small().sweep(|p, _| live(p));
-    let swept_medium = tenured.medium().sweep(|p, _| live(p));
-    println!(
-        "object space, tenured: {} small + {} medium objects; a sweep freed {} of them ({}); one {} humongous object",
-        small.len(),
-        medium.len(),
-        swept_small.objects + swept_medium.objects,
-        format_bytes((swept_small.bytes + swept_medium.bytes) as u64),
-        format_bytes(4 << 20)
-    );
-    // SAFETY: allocated above and freed once.
-    unsafe { spaces.humongous().large().free(big) };
     Ok(())
 }
 
