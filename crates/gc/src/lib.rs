@@ -1,37 +1,45 @@
-//! rtmem's collectors and the machinery they share.
+//! rtmem's collected object heap: the VM interface a runtime implements,
+//! mutators, safepoints, barriers, and the collectors.
 //!
-//! This crate is being built in steps (the plan is `docs/gc-design.md`).
-//! Today it holds the pieces every collector shares:
-//!
+//! - [`vm`]: the binding a runtime writes once — [`ObjectModel`] (sizes,
+//!   reference objects), [`Scanning`] (reference slots of objects, mutator
+//!   roots and globals, as `&mut` slots), [`Collection`] (weak tables);
+//! - [`Heap`]: the object heap over the runtime's [`Spaces`](rtmem_spaces::Spaces),
+//!   collected by the collector its [`GcConfig`] names (`epsilon` or the
+//!   stop-the-world mark-sweep `stw`, with parallel marking); finalization
+//!   and phantom queues; the [`verify`] heap verifier;
+//! - [`Mutator`]: a runtime thread's handle — allocation fast paths,
+//!   barriers, safepoint polls, its roots;
 //! - [`safepoint`]: stop-the-world with a guard, per-thread handshakes and
 //!   native-code transitions, model-checked with loom;
-//! - [`object`]: object references and the one-word object header
-//!   (type word, age, finalization flag, forwarding);
-//! - [`bitmap`]: the side mark bitmap (one bit per 8-byte granule);
-//! - [`card`]: the card table kept by the post-write barrier, and the raw
-//!   [`BarrierFacts`](card::BarrierFacts) a JIT inlines it from;
-//! - [`stats`]: per-collection records, the pause histogram, JSON export;
-//! - [`trigger`]: when to collect (occupancy, adaptive growth, explicit,
-//!   idle, stress).
+//! - [`object`]: object references and the one-word object header;
+//! - [`bitmap`], [`card`], [`barrier`]: side metadata and the raw facts a
+//!   JIT inlines barriers from;
+//! - [`stats`], [`trigger`]: per-collection records and pause histograms;
+//!   when to collect.
+//!
+//! The design, including the generational collectors still to come, is
+//! `docs/gc-design.md`; `rtmem-testvm` is a complete small binding.
 //!
 //! ```
-//! use rtmem_gc::Safepoints;
+//! use std::sync::Arc;
+//! use rtmem_gc::{GcCause, GcConfig, Heap};
+//! use rtmem_spaces::{Spaces, SpacesConfig};
+//! use rtmem_testvm::{TestMutator, TestVm};
 //!
-//! let safepoints = Safepoints::<Vec<u32>>::new();
-//! let mut me = safepoints.register(Vec::new());
-//! std::thread::scope(|s| {
-//!     let sp = safepoints.clone();
-//!     s.spawn(move || {
-//!         let mut other = sp.register(vec![1]);
-//!         for _ in 0..1000 {
-//!             other.poll(); // a safepoint in the other thread's loop
-//!         }
-//!         other.unregister()
-//!     });
-//!     // Run a closure on every mutator's state at its next safepoint.
-//!     safepoints.handshake(Some(&mut me), |state| state.push(7));
-//! });
-//! assert_eq!(me.data(), &[7]);
+//! let spaces = Arc::new(Spaces::new(SpacesConfig::default()).unwrap());
+//! let heap = Heap::new(spaces, GcConfig::default(), TestVm::default()).unwrap();
+//! let mut m = heap.register(Default::default());
+//! let kept = m.pair(None, None).unwrap();
+//! m.push_root(Some(kept)); // roots are what the runtime says they are
+//! for _ in 0..1000 {
+//!     m.pair(None, None).unwrap(); // garbage
+//! }
+//! assert!(m.collect(GcCause::Explicit));
+//! let record = heap.stats().last().unwrap();
+//! assert_eq!(record.objects_freed, 1000);
+//! assert_eq!(record.heap_after, 24);
+//! m.verify().unwrap();
 //! ```
 
 pub mod barrier;
