@@ -259,8 +259,14 @@ impl<V: VM> Mutator<V> {
 }
 
 impl<V: VM> Drop for Mutator<V> {
+    /// Gives the thread's runs back while it is still a registered, running
+    /// mutator — no collection can be under way — so that nothing touches
+    /// the allocators after it leaves the safepoint protocol (a collection
+    /// may start at once and sweep them).
     fn drop(&mut self) {
-        let unreported = std::mem::take(&mut self.handle.data().unreported);
+        let state = self.handle.data();
+        state.flush_runs();
+        let unreported = std::mem::take(&mut state.unreported);
         self.heap.inner.report_allocated(unreported);
     }
 }

@@ -90,6 +90,38 @@ fn garbage_is_freed_and_reachable_objects_survive() {
 }
 
 #[test]
+fn requests_from_any_thread_are_honoured_at_the_next_slow_path() {
+    let heap = heap();
+    let mut m = heap.register(Default::default());
+    let other = heap.clone();
+    std::thread::spawn(move || other.request(GcCause::Idle))
+        .join()
+        .unwrap();
+    assert_eq!(heap.stats().gc_count(), 0);
+    // The request is seen when the mutator reports its next chunk.
+    let per_chunk = Mutator::<TestVm>::REPORT_BYTES / 24 + 1;
+    for _ in 0..per_chunk {
+        m.pair(None, None).unwrap();
+    }
+    let record = heap.stats().last().expect("a collection ran");
+    assert_eq!(record.cause, GcCause::Idle);
+    // From a thread that is not a mutator, `collect` stops the world itself.
+    let other = heap.clone();
+    let ran = std::thread::scope(|s| {
+        let h = s.spawn(move || other.collect(GcCause::Explicit));
+        // This mutator polls until the collection is over.
+        while !h.is_finished() {
+            m.poll();
+        }
+        h.join().unwrap()
+    });
+    assert!(ran);
+    assert_eq!(heap.stats().last().unwrap().cause, GcCause::Explicit);
+    let json: serde_json::Value = serde_json::from_str(&heap.stats().to_json()).unwrap();
+    assert_eq!(json["summary"]["gc_count"], 2);
+}
+
+#[test]
 fn cycles_are_collected() {
     let heap = heap();
     let mut m = heap.register(Default::default());
