@@ -443,7 +443,11 @@ impl Run {
             hot.cursor = words as u32;
             None
         })?;
-        Some(self.slot(index))
+        let slot = self.slot(index);
+        // Free slots are handed out in address order: fetch the line a few
+        // slots ahead for writing, as bump allocators do.
+        rtmem_base::prefetch_ahead(slot.as_ptr());
+        Some(slot)
     }
 
     /// Frees `slot` by its holder. Returns whether the run, being on a list,
