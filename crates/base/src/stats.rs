@@ -18,6 +18,7 @@ use crate::SpaceType;
 #[derive(Debug, Default)]
 pub struct MemStats {
     spaces: [SpaceCounters; SpaceType::COUNT],
+    object_header_bytes: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -106,12 +107,19 @@ impl MemStats {
         }
     }
 
+    /// Records the bytes of header every managed object carries (set by
+    /// the collected heap; 0 while there is none).
+    pub fn set_object_header_bytes(&self, bytes: usize) {
+        self.object_header_bytes.store(bytes as u64, Relaxed);
+    }
+
     /// A plain copy of every counter.
     pub fn snapshot(&self) -> MemStatsSnapshot {
         MemStatsSnapshot {
             spaces: SpaceType::ALL.into_iter().map(|s| self.space(s)).collect(),
             pool_cache_bytes: 0,
             pool_table_bytes: 0,
+            object_header_bytes: self.object_header_bytes.load(Relaxed),
         }
     }
 }
@@ -171,6 +179,8 @@ pub struct MemStatsSnapshot {
     pub pool_cache_bytes: u64,
     /// Bytes of the pool manager's own address-to-pool table in use.
     pub pool_table_bytes: u64,
+    /// Bytes of header every managed object carries (0 without a heap).
+    pub object_header_bytes: u64,
 }
 
 impl MemStatsSnapshot {
@@ -207,6 +217,26 @@ impl MemStatsSnapshot {
             t.growths += s.growths;
         }
         t
+    }
+
+    /// Side-metadata bytes per committed byte of the object spaces
+    /// (object, non-moving, humongous): mark bitmap, card table. 0 when
+    /// nothing is committed there.
+    pub fn heap_metadata_per_byte(&self) -> f64 {
+        let heap = [
+            SpaceType::Object,
+            SpaceType::NonMoving,
+            SpaceType::Humongous,
+        ];
+        let (metadata, committed) = heap.iter().fold((0, 0), |(m, c), &s| {
+            let s = self.space(s);
+            (m + s.metadata, c + s.committed)
+        });
+        if committed == 0 {
+            0.0
+        } else {
+            metadata as f64 / committed as f64
+        }
     }
 
     /// The snapshot as a JSON string.
@@ -258,7 +288,16 @@ impl fmt::Display for MemStatsSnapshot {
             "pool cache {}, pool table {}",
             format_bytes(self.pool_cache_bytes),
             format_bytes(self.pool_table_bytes)
-        )
+        )?;
+        if self.object_header_bytes > 0 {
+            write!(
+                f,
+                "\nobject header {} B per object; heap metadata {:.4} B per committed heap byte",
+                self.object_header_bytes,
+                self.heap_metadata_per_byte()
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -100,6 +100,7 @@ impl<V: VM> Heap<V> {
                 "collector not built yet: this version builds `epsilon` and `stw`",
             ));
         }
+        spaces.pools().stats().set_object_header_bytes(HEADER_BYTES);
         let (base, len) = spaces.pools().pool_area();
         let bitmap = MarkBitmap::new(base, len)?;
         let heap_limit = spaces.pools().limit(SpaceType::Object);

@@ -189,10 +189,9 @@ impl fmt::Display for Report {
         writeln!(f, "{}", self.gc)?;
         write!(
             f,
-            "object header: {} bytes; mark bitmap: {:.4} bytes per heap byte; heap peak: {}",
-            self.footprint.header_bytes_per_object,
-            self.footprint.mark_bitmap_bytes_per_heap_byte,
-            rtmem_base::format_bytes(self.heap_peak_bytes as u64)
+            "heap peak: {} in use; mark bitmap {:.4} B per heap byte",
+            rtmem_base::format_bytes(self.heap_peak_bytes as u64),
+            self.footprint.mark_bitmap_bytes_per_heap_byte
         )
     }
 }

@@ -91,6 +91,12 @@ fn every_builtin_profile_builds_a_working_manager() {
         assert_eq!(json["profile"], name);
         assert_eq!(json["footprint"]["header_bytes_per_object"], 8);
         assert!(report.memory.space(SpaceType::Object).metadata > 0 || !collected);
+        assert_eq!(report.memory.object_header_bytes, 8);
+        // Allocator tables and the mark bitmap's share, over committed bytes.
+        let object = report.memory.space(SpaceType::Object);
+        let per_byte = report.memory.heap_metadata_per_byte();
+        assert!(per_byte > 0.0 && per_byte.is_finite(), "{per_byte}");
+        assert!(per_byte >= object.metadata as f64 / (4 * object.committed) as f64);
     }
 }
 
