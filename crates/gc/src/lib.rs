@@ -16,7 +16,8 @@
 //! - [`bitmap`], [`card`], [`barrier`]: side metadata and the raw facts a
 //!   JIT inlines barriers from;
 //! - [`stats`], [`trigger`]: per-collection records and pause histograms;
-//!   when to collect.
+//!   when to collect;
+//! - [`termination`]: when parallel tracing is over (loom-checked).
 //!
 //! The design, including the generational collectors still to come, is
 //! `docs/gc-design.md`; `rtmem-testvm` is a complete small binding.
@@ -55,6 +56,7 @@ pub mod object;
 pub mod safepoint;
 pub mod stats;
 mod sync;
+pub mod termination;
 pub mod trigger;
 pub mod verify;
 pub mod vm;

@@ -13,19 +13,14 @@
 //! prefetched as it enters: by the time it is scanned its header and slots
 //! are (usually) in the cache.
 //!
-//! **Termination**: a worker that finds no work anywhere counts itself idle
-//! and waits; it leaves the idle count again as soon as any queue is
-//! non-empty. Only a busy worker pushes, and a worker goes idle only with
-//! its stack and queue empty, so once every worker is idle every queue is
-//! empty and no work can appear: all return.
-
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+//! **Termination** is the [`Termination`] protocol: a worker goes idle only
+//! with its stack, FIFO and queue empty.
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
-use crossbeam_utils::Backoff;
 
 use crate::bitmap::MarkBitmap;
 use crate::object::{Header, ObjectRef};
+use crate::termination::Termination;
 use crate::vm::{ObjectModel, ReferenceKind, Scanning, SlotVisitor, VM};
 
 /// A reference object found while marking, with its referent slot.
@@ -137,12 +132,12 @@ pub(crate) fn trace<V: VM>(bitmap: &MarkBitmap, workers: usize, grey: Vec<Object
     }
     let queues: Vec<Worker<ObjectRef>> = (0..workers).map(|_| Worker::new_lifo()).collect();
     let stealers: Vec<Stealer<ObjectRef>> = queues.iter().map(Worker::stealer).collect();
-    let idle = AtomicUsize::new(0);
+    let termination = Termination::new(workers);
     let shared = Shared {
         bitmap,
         injector: &injector,
         stealers: &stealers,
-        idle: &idle,
+        termination: &termination,
         workers,
     };
     let mut queues = queues.into_iter();
@@ -169,7 +164,7 @@ struct Shared<'a> {
     bitmap: &'a MarkBitmap,
     injector: &'a Injector<ObjectRef>,
     stealers: &'a [Stealer<ObjectRef>],
-    idle: &'a AtomicUsize,
+    termination: &'a Termination,
     workers: usize,
 }
 
@@ -266,21 +261,8 @@ impl Shared<'_> {
     /// Waits idle; true when every worker is idle (marking is over), false
     /// when work appeared somewhere.
     fn wait_for_work(&self) -> bool {
-        self.idle.fetch_add(1, SeqCst);
-        let backoff = Backoff::new();
-        loop {
-            if self.idle.load(SeqCst) == self.workers {
-                return true;
-            }
-            if !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty()) {
-                self.idle.fetch_sub(1, SeqCst);
-                return false;
-            }
-            if backoff.is_completed() {
-                std::thread::yield_now();
-            } else {
-                backoff.snooze();
-            }
-        }
+        self.termination.wait_for_work(|| {
+            !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+        })
     }
 }

@@ -1,4 +1,5 @@
-//! Loom models of the safepoint protocol. Run with
+//! Loom models of the safepoint protocol and of the termination of parallel
+//! tracing. Run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p rtmem-gc --release --test loom`.
 //!
 //! In each model the mutator thread ends in native code, still registered,
@@ -199,4 +200,64 @@ fn card_dirtied_during_a_cleaning_scan_is_never_lost() {
 #[ignore = "loom 0.7.2 breaks RMW atomicity against later stores (tokio-rs/loom#254)"]
 fn card_dirtied_again_during_a_cleaning_scan_is_never_lost() {
     cleaning_scan_model(true);
+}
+
+/// Parallel tracing ends only when all work is done: workers that take
+/// items from their own queues, steal from each other and push children,
+/// then wait through the termination protocol, process every item exactly
+/// once and leave every queue empty.
+fn traced_by(workers: usize, root_depth: u32) -> usize {
+    use loom::sync::Mutex;
+    use loom::sync::atomic::AtomicUsize;
+    use rtmem_gc::termination::Termination;
+
+    let queues: Arc<Vec<Mutex<Vec<u32>>>> =
+        Arc::new((0..workers).map(|_| Mutex::new(Vec::new())).collect());
+    queues[0].lock().unwrap().push(root_depth);
+    let termination = Arc::new(Termination::new(workers));
+    let processed = Arc::new(AtomicUsize::new(0));
+    let work = move |me: usize,
+                     queues: Arc<Vec<Mutex<Vec<u32>>>>,
+                     termination: Arc<Termination>,
+                     processed: Arc<AtomicUsize>| {
+        loop {
+            let own = queues[me].lock().unwrap().pop();
+            let item = own.or_else(|| {
+                (0..queues.len())
+                    .filter(|&i| i != me)
+                    .find_map(|i| queues[i].lock().unwrap().pop())
+            });
+            match item {
+                Some(depth) => {
+                    processed.fetch_add(1, SeqCst);
+                    if depth > 0 {
+                        queues[me].lock().unwrap().extend([depth - 1, depth - 1]);
+                    }
+                }
+                None => {
+                    let visible = || queues.iter().any(|q| !q.lock().unwrap().is_empty());
+                    if termination.wait_for_work(visible) {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let helpers: Vec<_> = (1..workers)
+        .map(|me| {
+            let (q, t, p) = (queues.clone(), termination.clone(), processed.clone());
+            loom::thread::spawn(move || work(me, q, t, p))
+        })
+        .collect();
+    work(0, queues.clone(), termination.clone(), processed.clone());
+    for h in helpers {
+        h.join().unwrap();
+    }
+    assert!(queues.iter().all(|q| q.lock().unwrap().is_empty()));
+    processed.load(SeqCst)
+}
+
+#[test]
+fn tracing_terminates_only_when_all_work_is_done() {
+    model(|| assert_eq!(traced_by(2, 2), 7));
 }
