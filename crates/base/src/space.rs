@@ -45,6 +45,14 @@ impl SpaceType {
         SpaceType::Frames,
     ];
 
+    /// The spaces of managed (collected) objects: object, non-moving and
+    /// humongous.
+    pub const MANAGED: [SpaceType; 3] = [
+        SpaceType::Object,
+        SpaceType::NonMoving,
+        SpaceType::Humongous,
+    ];
+
     /// A dense index in `0..COUNT`, for tables indexed by space.
     #[inline]
     pub const fn index(self) -> usize {

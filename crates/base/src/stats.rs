@@ -223,12 +223,7 @@ impl MemStatsSnapshot {
     /// (object, non-moving, humongous): mark bitmap, card table. 0 when
     /// nothing is committed there.
     pub fn heap_metadata_per_byte(&self) -> f64 {
-        let heap = [
-            SpaceType::Object,
-            SpaceType::NonMoving,
-            SpaceType::Humongous,
-        ];
-        let (metadata, committed) = heap.iter().fold((0, 0), |(m, c), &s| {
+        let (metadata, committed) = SpaceType::MANAGED.iter().fold((0, 0), |(m, c), &s| {
             let s = self.space(s);
             (m + s.metadata, c + s.committed)
         });

@@ -71,13 +71,6 @@ pub(crate) struct HeapInner<V: VM> {
     pub(crate) bitmap_accounted: AtomicUsize,
 }
 
-/// The spaces whose objects the collector manages.
-pub(crate) const HEAP_SPACES: [SpaceType; 3] = [
-    SpaceType::Object,
-    SpaceType::NonMoving,
-    SpaceType::Humongous,
-];
-
 impl<V: VM> Heap<V> {
     /// A heap over `spaces` for the runtime `vm`.
     ///
@@ -282,7 +275,10 @@ impl<V: VM> HeapInner<V> {
     pub(crate) fn account_bitmap(&self) {
         let pools = self.spaces.pools();
         let stats = pools.stats();
-        let committed: u64 = HEAP_SPACES.iter().map(|&s| stats.space(s).committed).sum();
+        let committed: u64 = SpaceType::MANAGED
+            .iter()
+            .map(|&s| stats.space(s).committed)
+            .sum();
         let now = MarkBitmap::metadata_bytes_for(committed as usize);
         let before = self.bitmap_accounted.swap(now, Relaxed);
         if now > before {

@@ -70,14 +70,10 @@ fn run(args: Args) -> Result<(), String> {
     }
     let report = mm.report();
     let gc = &report.gc;
-    let committed_peak: u64 = [
-        SpaceType::Object,
-        SpaceType::NonMoving,
-        SpaceType::Humongous,
-    ]
-    .iter()
-    .map(|&s| report.memory.space(s).peak_committed)
-    .sum();
+    let committed_peak: u64 = SpaceType::MANAGED
+        .iter()
+        .map(|&s| report.memory.space(s).peak_committed)
+        .sum();
     println!();
     println!("{report}");
     println!("wall time: {:.1} ms", wall.as_secs_f64() * 1e3);

@@ -264,10 +264,7 @@ pub trait TestMutator {
 pub(crate) fn check(m: &Mutator<TestVm>, object: ObjectRef, want: Option<u64>) -> u64 {
     let space = m.heap().spaces().pools().space_of(object.addr());
     assert!(
-        matches!(
-            space,
-            Some(SpaceType::Object | SpaceType::NonMoving | SpaceType::Humongous)
-        ),
+        space.is_some_and(|s| SpaceType::MANAGED.contains(&s)),
         "{object:?} is not in the object heap (space {space:?})"
     );
     // SAFETY: the address is in a heap pool, 8-aligned, and (by the caller's
