@@ -65,10 +65,16 @@ pub(crate) struct Traced {
 }
 
 impl Traced {
-    fn merge(&mut self, other: Traced) {
+    /// Adds `other`'s counts and returns its discovered references.
+    pub(crate) fn absorb(&mut self, other: Traced) -> Vec<Discovered> {
         self.bytes += other.bytes;
         self.objects += other.objects;
-        self.discovered.extend(other.discovered);
+        other.discovered
+    }
+
+    fn merge(&mut self, other: Traced) {
+        let discovered = self.absorb(other);
+        self.discovered.extend(discovered);
     }
 }
 
@@ -78,13 +84,32 @@ pub(crate) struct RootMarker<'a> {
     pub(crate) grey: Vec<ObjectRef>,
 }
 
+impl<'a> RootMarker<'a> {
+    /// A marker with nothing collected yet.
+    pub(crate) fn new(bitmap: &'a MarkBitmap) -> RootMarker<'a> {
+        RootMarker {
+            bitmap,
+            grey: Vec::new(),
+        }
+    }
+
+    /// Marks `object`; if it was not marked yet, collects it for tracing
+    /// and returns true.
+    #[inline]
+    pub(crate) fn mark(&mut self, object: ObjectRef) -> bool {
+        let first = self.bitmap.mark(object.addr());
+        if first {
+            self.grey.push(object);
+        }
+        first
+    }
+}
+
 impl SlotVisitor for RootMarker<'_> {
     #[inline]
     fn visit(&mut self, slot: &mut Option<ObjectRef>) {
-        if let Some(object) = *slot
-            && self.bitmap.mark(object.addr())
-        {
-            self.grey.push(object);
+        if let Some(object) = *slot {
+            self.mark(object);
         }
     }
 }

@@ -15,7 +15,7 @@ use rtmem_base::Swept;
 use crate::heap::HeapInner;
 use crate::mark::{Discovered, RootMarker, Traced, trace};
 use crate::mutator::MutatorState;
-use crate::object::{Header, ObjectRef};
+use crate::object::{ObjectRef, set_finalizable};
 use crate::safepoint::StoppedWorld;
 use crate::stats::{CollectionKind, CollectionRecord, GcCause, PhaseTimer};
 use crate::vm::{Collection, ReferenceKind, Scanning, VM};
@@ -44,17 +44,13 @@ pub(crate) fn collect<V: VM>(
     }
 
     timer.phase("mark-roots");
-    let mut roots = RootMarker {
-        bitmap: &heap.bitmap,
-        grey: Vec::new(),
-    };
+    let mut roots = RootMarker::new(&heap.bitmap);
     world.for_each_mutator(|state| V::Scanning::scan_mutator_roots(&mut state.roots, &mut roots));
     V::Scanning::scan_global_roots(&heap.vm, &mut roots);
     {
-        let mut queues = heap.queues.lock();
-        let queues = &mut *queues;
-        for object in queues.to_finalize.iter_mut().chain(&mut queues.phantoms) {
-            roots.visit_object(object);
+        let queues = heap.queues.lock();
+        for &object in queues.to_finalize.iter().chain(&queues.phantoms) {
+            roots.mark(object);
         }
     }
 
@@ -98,14 +94,6 @@ pub(crate) fn collect<V: VM>(
     heap.stats.record(record);
 }
 
-impl RootMarker<'_> {
-    fn visit_object(&mut self, object: &mut ObjectRef) {
-        if self.bitmap.mark(object.addr()) {
-            self.grey.push(*object);
-        }
-    }
-}
-
 /// Weak, soft and phantom references, and finalization, in Java's order:
 ///
 /// 1. soft referents are kept alive (traced) unless `clear_soft`;
@@ -123,18 +111,13 @@ fn process_references<V: VM>(heap: &HeapInner<V>, traced: &mut Traced, clear_sof
     let mut found = std::mem::take(&mut traced.discovered);
     let mut pending = found.clone();
     while !clear_soft && !pending.is_empty() {
-        let mut grey = Vec::new();
+        let mut soft = RootMarker::new(bitmap);
         for r in pending.iter().filter(|r| r.kind == ReferenceKind::Soft) {
-            if let Some(o) = r.referent()
-                && bitmap.mark(o.addr())
-            {
-                grey.push(o);
+            if let Some(o) = r.referent() {
+                soft.mark(o);
             }
         }
-        let more = trace::<V>(bitmap, workers, grey);
-        traced.bytes += more.bytes;
-        traced.objects += more.objects;
-        pending = more.discovered;
+        pending = traced.absorb(trace::<V>(bitmap, workers, soft.grey));
         found.extend_from_slice(&pending);
     }
     let clear_weak = |refs: &[Discovered]| {
@@ -147,32 +130,17 @@ fn process_references<V: VM>(heap: &HeapInner<V>, traced: &mut Traced, clear_sof
     clear_weak(&found);
 
     let mut queues = heap.queues.lock();
-    let mut grey = Vec::new();
-    queues.registered.retain(|&o| {
-        if bitmap.mark(o.addr()) {
-            grey.push(o);
-            false
-        } else {
-            true
-        }
-    });
+    let mut dying = RootMarker::new(bitmap);
+    queues.registered.retain(|&o| !dying.mark(o));
+    let grey = dying.grey;
     for &o in &grey {
         // SAFETY: a registered object is allocated; the world is stopped.
-        unsafe {
-            let header = o.addr() as *mut u64;
-            header.write(
-                Header::from_bits(header.read())
-                    .with_finalizable(false)
-                    .to_bits(),
-            );
-        }
+        unsafe { set_finalizable(o, false) };
     }
     queues.to_finalize.extend_from_slice(&grey);
-    let resurrected = trace::<V>(bitmap, workers, grey);
-    traced.bytes += resurrected.bytes;
-    traced.objects += resurrected.objects;
-    clear_weak(&resurrected.discovered);
-    found.extend(resurrected.discovered);
+    let resurrected = traced.absorb(trace::<V>(bitmap, workers, grey));
+    clear_weak(&resurrected);
+    found.extend(resurrected);
 
     for r in found.iter().filter(|r| r.kind == ReferenceKind::Phantom) {
         if dead(r) {
