@@ -8,7 +8,7 @@ use rtmem_base::AllocError;
 use rtmem_runslots::{LocalRuns, RunSlotsAllocator};
 
 use crate::heap::{Heap, HeapInner};
-use crate::object::{HEADER_BYTES, Header, OBJECT_ALIGN, ObjectRef};
+use crate::object::{HEADER_BYTES, Header, OBJECT_ALIGN, ObjectRef, set_finalizable};
 use crate::safepoint::SafepointHandle;
 use crate::stats::{GcCause, GcKind};
 use crate::verify::{VerifyError, VerifyReport};
@@ -157,14 +157,7 @@ impl<V: VM> Mutator<V> {
     ) -> Result<ObjectRef, AllocError> {
         let object = self.alloc(type_word, size)?;
         // SAFETY: just allocated and initialized; nobody else knows it yet.
-        unsafe {
-            let header = object.addr() as *mut u64;
-            header.write(
-                Header::from_bits(header.read())
-                    .with_finalizable(true)
-                    .to_bits(),
-            );
-        }
+        unsafe { set_finalizable(object, true) };
         self.heap.inner.queues.lock().registered.push(object);
         Ok(object)
     }
@@ -183,7 +176,7 @@ impl<V: VM> Mutator<V> {
         // in stress mode, where the chunk is empty).
         if inner.config.kind != GcKind::Epsilon && state.unreported + size > self.report_every {
             let used = inner.report_allocated(std::mem::take(&mut state.unreported));
-            let stress = inner.trigger.stress_every() > 0 && inner.trigger.note_allocation();
+            let stress = inner.trigger.note_allocation();
             let cause = if stress {
                 Some(GcCause::Stress)
             } else {
@@ -279,14 +272,14 @@ fn place<V: VM>(
     placement: Placement,
 ) -> Result<NonNull<u8>, AllocError> {
     let spaces = &heap.spaces;
-    let large = size >= heap.config.heap.large_threshold;
     let layout = Layout::from_size_align(size, OBJECT_ALIGN)
         .map_err(|_| AllocError::bad_layout(size, OBJECT_ALIGN, "object size overflows"))?;
+    if placement == Placement::Large || size >= heap.config.heap.large_threshold {
+        return spaces.humongous().large().alloc(layout);
+    }
     let blocks = match placement {
-        Placement::Large => return spaces.humongous().large().alloc(layout),
-        _ if large => return spaces.humongous().large().alloc(layout),
-        Placement::Any => spaces.object().tenured(),
         Placement::Pinned => spaces.non_moving().objects(),
+        _ => spaces.object().tenured(),
     };
     if size <= RunSlotsAllocator::MAX_SIZE {
         let runs = match placement {

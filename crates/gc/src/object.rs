@@ -196,6 +196,24 @@ impl Header {
     }
 }
 
+/// Sets or clears the finalization flag in the header of `object`.
+///
+/// # Safety
+/// `object` is an allocated object whose header is not a forwarding header,
+/// and no other thread reads or writes that header meanwhile (it is new, or
+/// the world is stopped).
+pub(crate) unsafe fn set_finalizable(object: ObjectRef, on: bool) {
+    let header = object.addr() as *mut u64;
+    // SAFETY: the caller guarantees an allocated object's header, ours alone.
+    unsafe {
+        header.write(
+            Header::from_bits(header.read())
+                .with_finalizable(on)
+                .to_bits(),
+        )
+    };
+}
+
 impl fmt::Debug for Header {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.forwarded_to() {
