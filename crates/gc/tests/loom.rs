@@ -26,27 +26,35 @@ fn finish(mut m: SafepointHandle<u32>) -> u32 {
     m.unregister()
 }
 
+/// Stops the world once while `mutator` runs on its own thread (ending in
+/// native code), adding 10 to its state; returns the final state.
+fn stop_while(mutator: fn(&mut SafepointHandle<u32>)) -> u32 {
+    let sp = Safepoints::<u32>::new();
+    let mut m = sp.register(0);
+    let t = loom::thread::spawn(move || {
+        mutator(&mut m);
+        m.enter_native();
+        m
+    });
+    {
+        let mut world = sp.stop_the_world(None);
+        world.for_each_mutator(|c| *c += 10);
+    }
+    finish(t.join().unwrap())
+}
+
 /// A collector stops the world while a mutator polls: its writes to the
 /// mutator's state never race with the mutator's own accesses (loom's
 /// UnsafeCell checks this), and the mutator sees them afterwards.
 #[test]
 fn stop_poll_park_resume() {
     model(|| {
-        let sp = Safepoints::<u32>::new();
-        let mut m = sp.register(0);
-        let t = loom::thread::spawn(move || {
+        let state = stop_while(|m| {
             *m.data() += 1;
             m.poll();
             *m.data() += 1;
-            m.enter_native();
-            m
         });
-        {
-            let mut world = sp.stop_the_world(None);
-            world.for_each_mutator(|c| *c += 10);
-        }
-        let m = t.join().unwrap();
-        assert_eq!(finish(m), 12);
+        assert_eq!(state, 12);
     });
 }
 
@@ -56,21 +64,12 @@ fn stop_poll_park_resume() {
 #[test]
 fn native_transitions_during_a_stop() {
     model(|| {
-        let sp = Safepoints::<u32>::new();
-        let mut m = sp.register(0);
-        let t = loom::thread::spawn(move || {
+        let state = stop_while(|m| {
             m.enter_native();
             m.leave_native();
             *m.data() += 1;
-            m.enter_native();
-            m
         });
-        {
-            let mut world = sp.stop_the_world(None);
-            world.for_each_mutator(|c| *c += 10);
-        }
-        let m = t.join().unwrap();
-        assert_eq!(finish(m), 11);
+        assert_eq!(state, 11);
     });
 }
 
