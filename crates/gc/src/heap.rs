@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use rtmem_base::{AllocError, Mutex, SpaceType};
-use rtmem_spaces::Spaces;
+use rtmem_spaces::{SlotsAndBlocks, Spaces};
 
 use crate::barrier::BarrierSet;
 use crate::bitmap::MarkBitmap;
@@ -268,6 +268,16 @@ impl<V: VM> HeapInner<V> {
         }
         crate::mark_sweep::collect(self, &mut world, cause);
         true
+    }
+
+    /// The non-moving block allocators of the managed spaces (runs of slots
+    /// and a free list each): the tenured generation and the non-moving
+    /// space. The humongous space's large objects come on top.
+    pub(crate) fn block_sets(&self) -> [&SlotsAndBlocks; 2] {
+        [
+            self.spaces.object().tenured(),
+            self.spaces.non_moving().objects(),
+        ]
     }
 
     /// Brings the mark bitmap's share of committed heap memory into the

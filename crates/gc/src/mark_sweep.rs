@@ -162,9 +162,8 @@ fn sweep<V: VM>(heap: &HeapInner<V>) -> Swept {
         }
         marked
     };
-    let spaces = &heap.spaces;
     let mut swept = Swept::default();
-    for blocks in [spaces.object().tenured(), spaces.non_moving().objects()] {
+    for blocks in heap.block_sets() {
         // SAFETY: the world is stopped: no mutator allocates or frees, and
         // the closures only read and clear mark bits.
         swept += unsafe {
@@ -176,6 +175,6 @@ fn sweep<V: VM>(heap: &HeapInner<V>) -> Swept {
         };
         swept += blocks.medium().sweep(unmark_if_marked);
     }
-    swept += spaces.humongous().large().sweep(unmark_if_marked);
+    swept += heap.spaces.humongous().large().sweep(unmark_if_marked);
     swept
 }

@@ -149,12 +149,11 @@ impl<V: VM> HeapInner<V> {
         let mut blocks = Vec::new();
         let mut add =
             |start: NonNull<u8>, size: usize| blocks.push((start.as_ptr() as usize, size));
-        let spaces = &self.spaces;
-        for set in [spaces.object().tenured(), spaces.non_moving().objects()] {
+        for set in self.block_sets() {
             set.small().walk(&mut add);
             set.medium().walk(&mut add);
         }
-        spaces.humongous().large().walk(&mut add);
+        self.spaces.humongous().large().walk(&mut add);
         blocks.sort_unstable();
         let starts: Vec<usize> = blocks.iter().map(|&(start, _)| start).collect();
         let mut report = VerifyReport::default();
