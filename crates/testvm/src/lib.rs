@@ -259,6 +259,23 @@ pub trait TestMutator {
     fn truncate_roots(&mut self, len: usize);
 }
 
+/// Allocates an object of `tag` while `keep` stays rooted (a collection may
+/// run inside the allocation), and returns it with `keep` read back from
+/// the root slots, where a moving collector would have updated them.
+fn alloc_keeping<const N: usize>(
+    m: &mut Mutator<TestVm>,
+    tag: u64,
+    size: usize,
+    keep: [Option<ObjectRef>; N],
+) -> Result<(ObjectRef, [Option<ObjectRef>; N]), AllocError> {
+    let base = m.roots().stack.len();
+    m.roots().stack.extend(keep);
+    let object = m.alloc(tag, size);
+    let kept = std::array::from_fn(|i| m.roots().stack[base + i]);
+    m.roots().stack.truncate(base);
+    Ok((object?, kept))
+}
+
 /// Panics unless `object` lies in a heap space and has type `want`
 /// (`None`: any type); returns its tag.
 pub(crate) fn check(m: &Mutator<TestVm>, object: ObjectRef, want: Option<u64>) -> u64 {
@@ -284,12 +301,7 @@ impl TestMutator for Mutator<TestVm> {
         left: Option<ObjectRef>,
         right: Option<ObjectRef>,
     ) -> Result<ObjectRef, AllocError> {
-        let base = self.roots().stack.len();
-        self.roots().stack.extend([left, right]);
-        let pair = self.alloc(PAIR, 3 * WORD);
-        let (left, right) = (self.roots().stack[base], self.roots().stack[base + 1]);
-        self.roots().stack.truncate(base);
-        let pair = pair?;
+        let (pair, [left, right]) = alloc_keeping(self, PAIR, 3 * WORD, [left, right])?;
         self.set_left(pair, left);
         self.set_right(pair, right);
         Ok(pair)
@@ -321,11 +333,7 @@ impl TestMutator for Mutator<TestVm> {
             matches!(tag, WEAK | SOFT | PHANTOM),
             "type tag {tag} is not a reference kind"
         );
-        let at = self.push_root(referent);
-        let reference = self.alloc(tag, 2 * WORD);
-        let referent = self.root(at);
-        self.truncate_roots(at);
-        let reference = reference?;
+        let (reference, [referent]) = alloc_keeping(self, tag, 2 * WORD, [referent])?;
         *slot(reference, 1) = referent;
         Ok(reference)
     }
