@@ -222,7 +222,28 @@ impl<V: VM> Mutator<V> {
     pub unsafe fn write_ref(&mut self, object: ObjectRef, offset: usize, value: Option<ObjectRef>) {
         let slot = (object.addr() + offset) as *mut Option<ObjectRef>;
         // SAFETY: the caller guarantees a reference slot of a live object.
-        unsafe { slot.write(value) };
+        let old = unsafe { slot.replace(value) };
+        self.write_barrier(object, offset, old, value);
+    }
+
+    /// The barriers of a reference store the runtime made itself — for
+    /// slots that are not plain reference words (a tagged or NaN-boxed
+    /// value that holds a reference). Call it right after the store, before
+    /// the next allocation, poll or collection: `old` is the reference the
+    /// store overwrote and `new` the one it stored (each `None` if the value
+    /// held none), at byte `offset` of `object`.
+    ///
+    /// [`write_ref`](Self::write_ref) calls it for plain reference slots.
+    /// For `epsilon` and `stw` it does nothing.
+    #[inline(always)]
+    pub fn write_barrier(
+        &mut self,
+        object: ObjectRef,
+        offset: usize,
+        old: Option<ObjectRef>,
+        new: Option<ObjectRef>,
+    ) {
+        let _ = (object, offset, old, new);
     }
 
     /// A safepoint: one load unless the collector asked the world to stop.

@@ -72,6 +72,11 @@ pub trait ObjectModel {
 pub trait SlotVisitor {
     /// One reference slot (null is `None`). A moving collector may store the
     /// object's new address into it.
+    ///
+    /// The collector is done with the slot when `visit` returns, so the slot
+    /// may be a temporary: a runtime whose values are tagged or NaN-boxed
+    /// decodes the reference into an `Option<ObjectRef>`, visits that, and
+    /// encodes the result back.
     fn visit(&mut self, slot: &mut Option<ObjectRef>);
 }
 
