@@ -227,6 +227,19 @@ impl BumpRegion {
     /// and object is recorded as freed. Taking `&mut self` guarantees that no
     /// thread is carving; TLABs over the region must be retired first.
     pub fn reset(&mut self) {
+        // SAFETY: `&mut self`: nobody else carves; retiring TLABs is the
+        // caller's part, as documented.
+        unsafe { self.reset_shared() }
+    }
+
+    /// [`reset`](Self::reset) through a shared reference, for a collector
+    /// that keeps its young regions where mutators carve them and empties
+    /// them with the world stopped.
+    ///
+    /// # Safety
+    /// No thread carves from or allocates in the region during the call,
+    /// and every TLAB over it was retired (its memory is handed out again).
+    pub unsafe fn reset_shared(&self) {
         self.release_accounted();
         self.top.store(0, Relaxed);
     }
@@ -330,7 +343,7 @@ impl BumpRegion {
     }
 
     /// Records every accounted byte and object as freed and zeroes the counters.
-    fn release_accounted(&mut self) {
+    fn release_accounted(&self) {
         let bytes = self.accounted_bytes.swap(0, Relaxed);
         let objects = self.accounted_objects.swap(0, Relaxed);
         if let Some((pools, _)) = &self.backing {

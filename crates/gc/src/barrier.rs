@@ -12,7 +12,7 @@
 //! | `gen` | — | card marking |
 //! | `gen-concurrent` | SATB while marking | card marking |
 
-use crate::card::BarrierFacts;
+use crate::card::{BarrierFacts, CardTable};
 use crate::stats::GcKind;
 
 /// The barriers of a collector, as bits a JIT can test.
@@ -52,15 +52,20 @@ pub struct BarrierSet {
 }
 
 impl BarrierSet {
-    /// The barriers `kind` needs. Its card table comes with the generational
-    /// heap; until then a set that asks for cards reports no facts.
-    pub fn for_collector(kind: GcKind) -> BarrierSet {
+    /// The barriers `kind` needs, with the facts of `cards` (the heap's
+    /// card table, for the generational collectors).
+    pub fn for_collector(kind: GcKind, cards: Option<&CardTable>) -> BarrierSet {
         let kinds = match kind {
             GcKind::Epsilon | GcKind::Stw => BarrierKinds::NONE,
             GcKind::Gen => BarrierKinds::CARD,
             GcKind::GenConcurrent => BarrierKinds::CARD.union(BarrierKinds::SATB),
         };
-        BarrierSet { kinds, card: None }
+        BarrierSet {
+            kinds,
+            card: cards
+                .filter(|_| kinds.contains(BarrierKinds::CARD))
+                .map(CardTable::facts),
+        }
     }
 
     /// Which barriers a store needs.
@@ -81,13 +86,18 @@ mod tests {
 
     #[test]
     fn collectors_ask_for_their_barriers() {
-        let none = BarrierSet::for_collector(GcKind::Stw);
+        let none = BarrierSet::for_collector(GcKind::Stw, None);
         assert_eq!(none.kinds(), BarrierKinds::NONE);
-        assert_eq!(BarrierSet::for_collector(GcKind::Epsilon).kinds().bits(), 0);
-        let both = BarrierSet::for_collector(GcKind::GenConcurrent).kinds();
+        assert_eq!(
+            BarrierSet::for_collector(GcKind::Epsilon, None)
+                .kinds()
+                .bits(),
+            0
+        );
+        let both = BarrierSet::for_collector(GcKind::GenConcurrent, None).kinds();
         assert!(both.contains(BarrierKinds::CARD) && both.contains(BarrierKinds::SATB));
         assert!(
-            !BarrierSet::for_collector(GcKind::Gen)
+            !BarrierSet::for_collector(GcKind::Gen, None)
                 .kinds()
                 .contains(BarrierKinds::SATB)
         );

@@ -2,21 +2,23 @@
 //! trigger, statistics and finalization queues.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use rtmem_base::{AllocError, Mutex, SpaceType};
 use rtmem_spaces::{SlotsAndBlocks, Spaces};
 
 use crate::barrier::BarrierSet;
 use crate::bitmap::MarkBitmap;
+use crate::card::CardTable;
 use crate::config::GcConfig;
 use crate::mutator::{Mutator, MutatorState};
 use crate::object::{HEADER_BYTES, ObjectRef};
-use crate::safepoint::{SafepointHandle, Safepoints};
+use crate::safepoint::{SafepointHandle, Safepoints, StoppedWorld};
 use crate::stats::{GcKind, GcStats, GcSummary};
 use crate::trigger::Trigger;
 use crate::verify::{VerifyError, VerifyReport};
 use crate::vm::VM;
+use crate::young::Young;
 
 /// The object heap of one runtime, collected by the collector its
 /// [`GcConfig`] names. Cloning gives another handle on the same heap.
@@ -60,15 +62,25 @@ pub(crate) struct HeapInner<V: VM> {
     pub(crate) stats: GcStats,
     pub(crate) queues: Mutex<Queues>,
     pub(crate) barriers: BarrierSet,
-    /// Object bytes allocated since the last collection (mutators report in
-    /// chunks; the collector adds what they hold when the world stops).
+    /// The young generation (generational collectors).
+    pub(crate) young: Option<Young>,
+    /// The card table over the pool area (generational collectors).
+    pub(crate) cards: Option<CardTable>,
+    /// Set when eden could not be emptied for lack of room to promote:
+    /// mutators then allocate in the tenured generation instead of asking
+    /// for young collections, until a full collection makes room.
+    pub(crate) eden_blocked: AtomicBool,
+    /// Object bytes allocated outside the young generation since the last
+    /// full collection, promotions included (mutators report in chunks;
+    /// the collector adds what they hold when the world stops).
     pub(crate) allocated: AtomicUsize,
-    /// Object bytes marked live by the last collection.
+    /// Object bytes marked live by the last full collection.
     pub(crate) live: AtomicUsize,
     /// The most object bytes in use seen at once.
     pub(crate) peak: AtomicUsize,
-    /// Mark-bitmap bytes accounted as the object space's metadata.
-    pub(crate) bitmap_accounted: AtomicUsize,
+    /// Mark-bitmap and card-table bytes accounted as the object space's
+    /// metadata.
+    pub(crate) side_tables_accounted: AtomicUsize,
 }
 
 impl<V: VM> Heap<V> {
@@ -76,8 +88,10 @@ impl<V: VM> Heap<V> {
     ///
     /// Errors: [`AllocError::BadLayout`] if the configuration is
     /// inconsistent (no GC worker, a collector this version does not build
-    /// — `gen` and `gen-concurrent` — named in the message); the kernel's
-    /// error if the mark bitmap cannot be reserved.
+    /// — `gen-concurrent` — named in the message, a card size that is not a
+    /// power of two from 64 to 4096); the kernel's error if the side tables
+    /// cannot be reserved; the object space's error if it cannot hold the
+    /// young generation.
     pub fn new(spaces: Arc<Spaces>, config: GcConfig, vm: V) -> Result<Heap<V>, AllocError> {
         if config.gc_workers == 0 {
             return Err(AllocError::bad_layout(
@@ -86,16 +100,24 @@ impl<V: VM> Heap<V> {
                 "gc_workers must be at least 1 (the collecting thread marks too)",
             ));
         }
-        if matches!(config.kind, GcKind::Gen | GcKind::GenConcurrent) {
+        if config.kind == GcKind::GenConcurrent {
             return Err(AllocError::bad_layout(
                 0,
                 1,
-                "collector not built yet: this version builds `epsilon` and `stw`",
+                "collector not built yet: this version builds `epsilon`, `stw` and `gen`",
             ));
         }
         spaces.pools().stats().set_object_header_bytes(HEADER_BYTES);
         let (base, len) = spaces.pools().pool_area();
         let bitmap = MarkBitmap::new(base, len)?;
+        let (young, cards) = if config.kind.is_generational() {
+            (
+                Some(Young::new(spaces.pools(), config.heap.young)?),
+                Some(CardTable::new(base, len, config.heap.card_size)?),
+            )
+        } else {
+            (None, None)
+        };
         let heap_limit = spaces.pools().limit(SpaceType::Object);
         let trigger =
             Trigger::new(config.trigger, heap_limit).with_stress_every(config.stress_every);
@@ -103,14 +125,17 @@ impl<V: VM> Heap<V> {
         Ok(Heap {
             inner: Arc::new(HeapInner {
                 vm,
-                barriers: BarrierSet::for_collector(config.kind),
+                barriers: BarrierSet::for_collector(config.kind, cards.as_ref()),
+                young,
+                cards,
+                eden_blocked: AtomicBool::new(false),
                 stats: GcStats::new(config.kind),
                 safepoints: Safepoints::new(),
                 queues: Mutex::new(Queues::default()),
                 allocated: AtomicUsize::new(0),
                 live: AtomicUsize::new(0),
                 peak: AtomicUsize::new(0),
-                bitmap_accounted: AtomicUsize::new(0),
+                side_tables_accounted: AtomicUsize::new(0),
                 spaces,
                 config,
                 bitmap,
@@ -192,7 +217,7 @@ impl<V: VM> Heap<V> {
 
     /// Object bytes in use: live after the last collection plus what
     /// mutators reported allocating since (they report in chunks of
-    /// [`Mutator::REPORT_BYTES`]).
+    /// [`Mutator::REPORT_BYTES`]), plus the young generation's use.
     pub fn used_bytes(&self) -> usize {
         self.inner.used()
     }
@@ -213,8 +238,12 @@ impl<V: VM> Heap<V> {
         HeapFootprint {
             header_bytes_per_object: HEADER_BYTES,
             mark_bitmap_bytes_per_heap_byte: 1.0 / 64.0,
-            card_table_bytes_per_heap_byte: 0.0,
-            metadata_bytes: self.inner.bitmap_accounted.load(Relaxed),
+            card_table_bytes_per_heap_byte: self
+                .inner
+                .cards
+                .as_ref()
+                .map_or(0.0, |c| 1.0 / c.card_size() as f64),
+            metadata_bytes: self.inner.side_tables_accounted.load(Relaxed),
         }
     }
 }
@@ -235,15 +264,36 @@ pub struct HeapFootprint {
 }
 
 impl<V: VM> HeapInner<V> {
+    /// Object bytes in use, young generation included.
     pub(crate) fn used(&self) -> usize {
+        self.old_used() + self.young.as_ref().map_or(0, Young::used)
+    }
+
+    /// Object bytes in use outside the young generation: what triggers a
+    /// full collection.
+    pub(crate) fn old_used(&self) -> usize {
         self.live.load(Relaxed) + self.allocated.load(Relaxed)
     }
 
-    /// Adds a mutator's report of allocated bytes; returns the heap's use.
+    /// Adds a mutator's report of bytes allocated outside the young
+    /// generation; returns the old generation's use.
     pub(crate) fn report_allocated(&self, bytes: usize) -> usize {
-        let used = self.live.load(Relaxed) + self.allocated.fetch_add(bytes, Relaxed) + bytes;
-        self.peak.fetch_max(used, Relaxed);
-        used
+        self.allocated.fetch_add(bytes, Relaxed);
+        self.peak.fetch_max(self.used(), Relaxed);
+        self.old_used()
+    }
+
+    /// With the world stopped: takes every mutator's unreported bytes, gives
+    /// its runs back (so that a sweep holds every run) and retires its TLAB
+    /// (so that the young regions can be walked).
+    pub(crate) fn flush_mutators(&self, world: &mut StoppedWorld<'_, MutatorState<V>>) {
+        world.for_each_mutator(|state| {
+            self.report_allocated(std::mem::take(&mut state.unreported));
+            state.flush_runs();
+            if let Some(young) = &self.young {
+                state.tlab.retire(young.eden());
+            }
+        });
     }
 
     /// Stops the world (with `requester` taking part) and collects, unless
@@ -266,7 +316,10 @@ impl<V: VM> HeapInner<V> {
         {
             return false;
         }
-        crate::mark_sweep::collect(self, &mut world, cause);
+        match self.config.kind {
+            GcKind::Stw => crate::mark_sweep::collect(self, &mut world, cause),
+            _ => crate::generational::collect(self, &mut world, cause),
+        }
         true
     }
 
@@ -280,17 +333,23 @@ impl<V: VM> HeapInner<V> {
         ]
     }
 
-    /// Brings the mark bitmap's share of committed heap memory into the
-    /// object space's metadata in `MemStats`.
-    pub(crate) fn account_bitmap(&self) {
+    /// Brings the side tables' share of committed heap memory (the mark
+    /// bitmap, the card table) into the object space's metadata in
+    /// `MemStats`.
+    pub(crate) fn account_side_tables(&self) {
         let pools = self.spaces.pools();
         let stats = pools.stats();
         let committed: u64 = SpaceType::MANAGED
             .iter()
             .map(|&s| stats.space(s).committed)
             .sum();
-        let now = MarkBitmap::metadata_bytes_for(committed as usize);
-        let before = self.bitmap_accounted.swap(now, Relaxed);
+        let committed = committed as usize;
+        let now = MarkBitmap::metadata_bytes_for(committed)
+            + self
+                .cards
+                .as_ref()
+                .map_or(0, |c| c.metadata_bytes_for(committed));
+        let before = self.side_tables_accounted.swap(now, Relaxed);
         if now > before {
             stats.record_metadata(SpaceType::Object, now - before);
         } else {
@@ -301,7 +360,7 @@ impl<V: VM> HeapInner<V> {
 
 impl<V: VM> Drop for HeapInner<V> {
     fn drop(&mut self) {
-        let accounted = self.bitmap_accounted.load(Relaxed);
+        let accounted = self.side_tables_accounted.load(Relaxed);
         self.spaces
             .pools()
             .stats()

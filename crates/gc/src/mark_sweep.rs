@@ -30,18 +30,9 @@ pub(crate) fn collect<V: VM>(
     let started = timer.started();
     let index = heap.stats.gc_count();
     let _span = tracing::info_span!("gc", index, cause = cause.name()).entered();
-    world.for_each_mutator(|state| {
-        heap.report_allocated(std::mem::take(&mut state.unreported));
-        // Give the runs back, so that the sweep holds every run.
-        state.flush_runs();
-    });
+    heap.flush_mutators(world);
     let before = heap.used();
-    if heap.config.verify {
-        timer.phase("verify-before");
-        if let Err(e) = heap.verify_stopped(world) {
-            panic!("heap verification before collection {index} ({cause}) failed: {e}");
-        }
-    }
+    heap.verify_if_asked(world, &mut timer, index, cause, "before");
 
     timer.phase("mark-roots");
     let mut roots = RootMarker::new(&heap.bitmap);
@@ -75,14 +66,20 @@ pub(crate) fn collect<V: VM>(
     heap.allocated.store(0, Relaxed);
     heap.peak.fetch_max(before, Relaxed);
     heap.trigger.collected(live);
-    heap.account_bitmap();
-
-    if heap.config.verify {
-        timer.phase("verify-after");
-        if let Err(e) = heap.verify_stopped(world) {
-            panic!("heap verification after collection {index} ({cause}) failed: {e}");
+    heap.account_side_tables();
+    if let Some(young) = &heap.young {
+        // Young objects were marked to trace through them; they are not
+        // swept (a young collection empties their regions), but the dead
+        // ones become fillers: they may reference old objects just freed.
+        // SAFETY: the world is stopped and every TLAB retired; unmarked
+        // objects are unreachable.
+        unsafe { young.fill_dead::<V>(|object| bitmap.is_marked(object.addr())) };
+        for (start, len) in young.ranges() {
+            bitmap.clear_range(start, len);
         }
     }
+
+    heap.verify_if_asked(world, &mut timer, index, cause, "after");
     let record = CollectionRecord {
         start: heap.stats.since_created(started),
         heap_before: before,

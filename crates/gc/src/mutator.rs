@@ -3,9 +3,11 @@
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
+use std::sync::atomic::Ordering::Relaxed;
 
 use rtmem_base::AllocError;
 use rtmem_runslots::{LocalRuns, RunSlotsAllocator};
+use rtmem_tlab::Tlab;
 
 use crate::heap::{Heap, HeapInner};
 use crate::object::{HEADER_BYTES, Header, OBJECT_ALIGN, ObjectRef, set_finalizable};
@@ -35,6 +37,8 @@ pub(crate) struct MutatorState<V: VM> {
     runs: LocalRuns,
     /// Small objects of the non-moving space.
     pinned_runs: LocalRuns,
+    /// The allocation buffer in eden (generational collectors).
+    pub(crate) tlab: Tlab,
 }
 
 impl<V: VM> MutatorState<V> {
@@ -57,6 +61,8 @@ impl<V: VM> MutatorState<V> {
 pub struct Mutator<V: VM> {
     handle: SafepointHandle<MutatorState<V>>,
     heap: Heap<V>,
+    /// Whether objects are allocated in the young generation's eden.
+    generational: bool,
     /// Bytes the fast path may allocate before reporting (0 in stress mode,
     /// so that every allocation takes the slow path and is counted).
     report_every: usize,
@@ -75,6 +81,7 @@ impl<V: VM> Mutator<V> {
             unreported: 0,
             runs: spaces.object().tenured().small().local(),
             pinned_runs: spaces.non_moving().objects().small().local(),
+            tlab: Tlab::new(heap.inner.config.heap.tlab),
         };
         let report_every = if heap.inner.config.stress_every > 0 {
             0
@@ -83,6 +90,7 @@ impl<V: VM> Mutator<V> {
         };
         Mutator {
             handle: heap.inner.safepoints.register(state),
+            generational: heap.inner.young.is_some(),
             heap,
             report_every,
         }
@@ -120,7 +128,17 @@ impl<V: VM> Mutator<V> {
         let size = object_size(size)?;
         let report_every = self.report_every;
         let state = self.handle.data();
-        if size <= RunSlotsAllocator::MAX_SIZE
+        if self.generational {
+            // Eden, through the TLAB: young allocations are not reported
+            // (they do not grow the old generation). In stress mode every
+            // allocation takes the slow path, which counts it.
+            if report_every != 0
+                && let Some(ptr) = state.tlab.try_alloc(size)
+            {
+                // SAFETY: a fresh block of at least `size` bytes.
+                return Ok(unsafe { init(ptr, type_word, size) });
+            }
+        } else if size <= RunSlotsAllocator::MAX_SIZE
             && state.unreported + size <= report_every
             && let Ok(ptr) = state.runs.alloc(size)
         {
@@ -171,6 +189,35 @@ impl<V: VM> Mutator<V> {
         placement: Placement,
     ) -> Result<ObjectRef, AllocError> {
         let inner = &self.heap.inner;
+        if placement == Placement::Any
+            && size < inner.config.heap.large_threshold
+            && let Some(young) = &inner.young
+        {
+            if self.report_every == 0 && inner.trigger.note_allocation() {
+                inner.collect(Some(&mut self.handle), GcCause::Stress);
+            }
+            // Refill the TLAB; when eden is full, collect the young
+            // generation once and try again.
+            for attempt in 0..2 {
+                match self.handle.data().tlab.alloc(young.eden(), size) {
+                    // SAFETY: a fresh block of at least `size` bytes.
+                    Ok(ptr) => return Ok(unsafe { init(ptr, type_word, size) }),
+                    Err(e)
+                        if e.is_out_of_memory()
+                            && attempt == 0
+                            && !inner.eden_blocked.load(Relaxed) =>
+                    {
+                        inner.collect(Some(&mut self.handle), GcCause::YoungFull);
+                    }
+                    Err(e) if e.is_out_of_memory() => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            // Eden is still full (there was no room to promote it, see
+            // `eden_blocked`): the object goes straight to the tenured
+            // generation, whose own trigger leads to a full collection.
+            tracing::debug!(size, "eden full after a young collection; allocating old");
+        }
         let state = self.handle.data();
         // The trigger is checked once per reporting chunk (every allocation
         // in stress mode, where the chunk is empty).
@@ -234,7 +281,8 @@ impl<V: VM> Mutator<V> {
     /// held none), at byte `offset` of `object`.
     ///
     /// [`write_ref`](Self::write_ref) calls it for plain reference slots.
-    /// For `epsilon` and `stw` it does nothing.
+    /// For `epsilon` and `stw` it does nothing; for `gen` it dirties the
+    /// slot's card (the post-write barrier).
     #[inline(always)]
     pub fn write_barrier(
         &mut self,
@@ -243,7 +291,10 @@ impl<V: VM> Mutator<V> {
         old: Option<ObjectRef>,
         new: Option<ObjectRef>,
     ) {
-        let _ = (object, offset, old, new);
+        let _ = (old, new);
+        if let Some(cards) = &self.heap.inner.cards {
+            cards.dirty(object.addr() + offset);
+        }
     }
 
     /// A safepoint: one load unless the collector asked the world to stop.
@@ -280,6 +331,9 @@ impl<V: VM> Drop for Mutator<V> {
     fn drop(&mut self) {
         let state = self.handle.data();
         state.flush_runs();
+        if let Some(young) = &self.heap.inner.young {
+            state.tlab.retire(young.eden());
+        }
         let unreported = std::mem::take(&mut state.unreported);
         self.heap.inner.report_allocated(unreported);
     }

@@ -8,8 +8,12 @@
 //! ```
 //!
 //! - **state** `00`: an ordinary object; `01`: forwarded — the whole word
-//!   is the new address with the low bits `01` (addresses are 8-aligned).
-//! - **flags**: bit 2 = registered for finalization; bit 3 is reserved.
+//!   is the new address with the low bits `01` (addresses are 8-aligned);
+//!   `11`: being copied by a young collection (for the few instructions
+//!   between claiming the object and publishing its forwarding address).
+//! - **flags**: bit 2 = registered for finalization; bit 3 = *filler*: not
+//!   an object but a gap in a young region (its "type word" is its length),
+//!   so that young regions can be walked object by object.
 //! - **age**: the young collections the object survived (0..=15).
 //! - **type word**: the runtime's; rtmem stores and returns it and never
 //!   interprets it (a descriptor pointer fits: user-space addresses are below
@@ -79,7 +83,9 @@ impl fmt::Debug for ObjectRef {
 
 const STATE_MASK: u64 = 0b11;
 const FORWARDED: u64 = 0b01;
+const BUSY: u64 = 0b11;
 const FINALIZABLE: u64 = 1 << 2;
+const FILLER: u64 = 1 << 3;
 const AGE_SHIFT: u32 = 4;
 const AGE_MASK: u64 = 0xF << AGE_SHIFT;
 const TYPE_SHIFT: u32 = 8;
@@ -121,6 +127,22 @@ impl Header {
             "{new_addr:#x} is not an object address"
         );
         Header(new_addr as u64 | FORWARDED)
+    }
+
+    /// The header of a filler: `len` bytes (a multiple of 8) that hold no
+    /// object, in a young region.
+    #[inline]
+    pub(crate) fn filler(len: usize) -> Header {
+        Header(((len as u64) << TYPE_SHIFT) | FILLER)
+    }
+
+    /// The header of an object a young collection is copying right now.
+    pub(crate) const BUSY: Header = Header(BUSY);
+
+    /// The length of the gap, if this is a filler header.
+    #[inline]
+    pub(crate) fn filler_len(self) -> Option<usize> {
+        (self.0 & (STATE_MASK | FILLER) == FILLER).then_some((self.0 >> TYPE_SHIFT) as usize)
     }
 
     /// The raw word, as stored in memory.

@@ -155,6 +155,11 @@ named_enum! {
 }
 
 impl GcKind {
+    /// Whether the collector has a young generation (and a card table).
+    pub const fn is_generational(self) -> bool {
+        matches!(self, GcKind::Gen | GcKind::GenConcurrent)
+    }
+
     /// The kinds of collection this collector performs (empty for epsilon).
     /// [`GcStats::record`] checks records against it in debug builds.
     pub const fn collection_kinds(self) -> &'static [CollectionKind] {

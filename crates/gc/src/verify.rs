@@ -17,6 +17,7 @@ use crate::heap::HeapInner;
 use crate::mutator::MutatorState;
 use crate::object::{Header, ObjectRef};
 use crate::safepoint::StoppedWorld;
+use crate::stats::{GcCause, PhaseTimer};
 use crate::vm::{ObjectModel, Scanning, SlotVisitor, VM};
 
 /// What a successful verification checked.
@@ -141,6 +142,33 @@ impl SlotVisitor for Checker<'_> {
 }
 
 impl<V: VM> HeapInner<V> {
+    /// Verifies the heap `when` ("before" or "after") collection `index` if
+    /// the configuration asks for it, as a phase of `timer`.
+    ///
+    /// # Panics
+    /// If the heap is broken: the message names the collection, its cause
+    /// and the [`VerifyError`].
+    pub(crate) fn verify_if_asked(
+        &self,
+        world: &mut StoppedWorld<'_, MutatorState<V>>,
+        timer: &mut PhaseTimer,
+        index: u64,
+        cause: GcCause,
+        when: &'static str,
+    ) {
+        if !self.config.verify {
+            return;
+        }
+        timer.phase(if when == "before" {
+            "verify-before"
+        } else {
+            "verify-after"
+        });
+        if let Err(e) = self.verify_stopped(world) {
+            panic!("heap verification {when} collection {index} ({cause}) failed: {e}");
+        }
+    }
+
     /// Verifies the heap; the world is stopped.
     pub(crate) fn verify_stopped(
         &self,
@@ -154,6 +182,15 @@ impl<V: VM> HeapInner<V> {
             set.medium().walk(&mut add);
         }
         self.spaces.humongous().large().walk(&mut add);
+        if let Some(young) = &self.young {
+            world.for_each_mutator(|state| state.tlab.retire(young.eden()));
+            // SAFETY: the world is stopped and every TLAB was just retired.
+            unsafe {
+                young.walk::<V>(|object, _, size| {
+                    blocks.push((object.addr(), size));
+                })
+            };
+        }
         blocks.sort_unstable();
         let starts: Vec<usize> = blocks.iter().map(|&(start, _)| start).collect();
         let mut report = VerifyReport::default();

@@ -359,7 +359,7 @@ fn epsilon_never_collects_and_runs_out() {
 fn unbuilt_collectors_are_refused() {
     let spaces = Arc::new(Spaces::new(SpacesConfig::default()).unwrap());
     let config = GcConfig {
-        kind: GcKind::Gen,
+        kind: GcKind::GenConcurrent,
         ..GcConfig::default()
     };
     let err = Heap::new(spaces, config, TestVm::default()).err().unwrap();

@@ -10,23 +10,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtmem_base::{SpaceBudget, SpaceType};
-use rtmem_gc::{GcCause, GcConfig, Heap, Mutator, ObjectRef};
+use rtmem_gc::{GcCause, GcConfig, GcKind, Heap, Mutator, ObjectRef};
 use rtmem_spaces::{Spaces, SpacesConfig};
 use rtmem_testvm::{BLOB, PAIR, TestMutator, TestVm, WEAK};
 
 const SHARED_SLOTS: usize = 256;
 
-fn heap(stress_every: u64) -> Heap<TestVm> {
+fn heap(kind: GcKind, stress_every: u64) -> Heap<TestVm> {
     let spaces = SpacesConfig::default().with_budget(
         SpaceType::Object,
         SpaceBudget::growing(4 << 20, 512 << 20, 100),
     );
-    let config = GcConfig {
+    let mut config = GcConfig {
+        kind,
         verify: true,
         gc_workers: 2,
         stress_every,
         ..GcConfig::default()
     };
+    // A small young generation, so that young collections happen often.
+    config.heap.young = 2 << 20;
     Heap::new(
         Arc::new(Spaces::new(spaces).unwrap()),
         config,
@@ -70,7 +73,9 @@ fn check(m: &Mutator<TestVm>, object: ObjectRef) {
     }
 }
 
-fn mutate(heap: &Heap<TestVm>, shared: ObjectRef, seed: u64, until: Instant) -> u64 {
+/// `shared` is the index of the global holding the shared array: the array
+/// may move, so it is read from there after every possible collection.
+fn mutate(heap: &Heap<TestVm>, shared: usize, seed: u64, until: Instant) -> u64 {
     let mut m = heap.register(Default::default());
     let mut rng = Rng(seed | 1);
     // Private roots: 16 slots on the mutator's stack.
@@ -101,10 +106,12 @@ fn mutate(heap: &Heap<TestVm>, shared: ObjectRef, seed: u64, until: Instant) -> 
             // Publish a private object in the shared array, or take one.
             5 => {
                 let value = m.root(slot);
-                m.set(shared, rng.below(SHARED_SLOTS), value);
+                let array = heap.vm().global(shared).unwrap();
+                m.set(array, rng.below(SHARED_SLOTS), value);
             }
             6 => {
-                let value = m.get(shared, rng.below(SHARED_SLOTS));
+                let array = heap.vm().global(shared).unwrap();
+                let value = m.get(array, rng.below(SHARED_SLOTS));
                 m.set_root(slot, value);
             }
             // Stores between objects: old to new and new to old alike.
@@ -132,11 +139,11 @@ fn mutate(heap: &Heap<TestVm>, shared: ObjectRef, seed: u64, until: Instant) -> 
     steps
 }
 
-fn run(threads: usize, duration: Duration, stress_every: u64) {
-    let heap = heap(stress_every);
+fn run(kind: GcKind, threads: usize, duration: Duration, stress_every: u64) {
+    let heap = heap(kind, stress_every);
     let mut main = heap.register(Default::default());
-    let shared = main.array(SHARED_SLOTS).unwrap();
-    heap.vm().add_global(Some(shared));
+    let array = main.array(SHARED_SLOTS).unwrap();
+    let shared = heap.vm().add_global(Some(array));
     drop(main);
     let until = Instant::now() + duration;
     let steps: u64 = std::thread::scope(|s| {
@@ -162,11 +169,22 @@ fn run(threads: usize, duration: Duration, stress_every: u64) {
 
 #[test]
 fn three_threads_mutate_a_shared_graph_with_the_verifier_on() {
-    run(3, Duration::from_millis(700), 2_000);
+    run(GcKind::Stw, 3, Duration::from_millis(700), 2_000);
+}
+
+#[test]
+fn three_threads_mutate_a_generational_heap_with_the_verifier_on() {
+    run(GcKind::Gen, 3, Duration::from_millis(700), 2_000);
 }
 
 #[test]
 #[ignore = "minutes long: run with --ignored (release build recommended)"]
 fn long_randomized_graph_mutation() {
-    run(4, Duration::from_secs(180), 20_000);
+    run(GcKind::Stw, 4, Duration::from_secs(180), 20_000);
+}
+
+#[test]
+#[ignore = "minutes long: run with --ignored (release build recommended)"]
+fn long_randomized_graph_mutation_generational() {
+    run(GcKind::Gen, 4, Duration::from_secs(180), 20_000);
 }

@@ -1,11 +1,12 @@
 //! The Benchmarks Game binary-trees program on rtmem's collected heap.
 //!
 //! ```text
-//! cargo run --release -p rtmem --example binary_trees -- --depth N [--profile NAME|FILE] [--json]
+//! cargo run --release -p rtmem --example binary_trees -- --depth N [--profile NAME|FILE] [--json] [--gc-records]
 //! ```
 //!
 //! Prints the standard output lines (so the answer can be checked), then the
-//! collector's summary; with `--json` the last line is one JSON object with
+//! collector's summary; `--gc-records` prints the collector's records (every
+//! collection, phase by phase) as JSON on stderr; with `--json` the last line is one JSON object with
 //! the run's figures. The profile comes from `--profile`, else
 //! `RTMEM_PROFILE`, else the default.
 
@@ -23,6 +24,7 @@ struct Args {
     depth: u32,
     profile: Option<String>,
     json: bool,
+    records: bool,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -30,6 +32,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         depth: 16,
         profile: None,
         json: false,
+        records: false,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -43,6 +46,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--profile" => parsed.profile = Some(args.next().ok_or("--profile needs a value")?),
             "--json" => parsed.json = true,
+            "--gc-records" => parsed.records = true,
             "--help" | "-h" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
@@ -67,6 +71,9 @@ fn run(args: Args) -> Result<(), String> {
             "wrong answer: total check {total}, expected {}",
             expected_total(args.depth)
         ));
+    }
+    if args.records {
+        eprintln!("{}", mm.heap().stats().to_json());
     }
     let report = mm.report();
     let gc = &report.gc;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::profile::{Profile, ProfileError};
 
 /// The collectors this version builds.
-pub const BUILT_COLLECTORS: [GcKind; 2] = [GcKind::Epsilon, GcKind::Stw];
+pub const BUILT_COLLECTORS: [GcKind; 3] = [GcKind::Epsilon, GcKind::Stw, GcKind::Gen];
 
 /// Why a [`MemoryManager`] could not be built.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -231,6 +231,29 @@ impl RunSlotsAllocator {
         });
     }
 
+    /// Calls `region(start, end)` with the byte range of every run in use
+    /// and, where it answers true, `f(start, slot size)` for every live slot
+    /// of that run. A generational collector finds the objects on dirty
+    /// cards this way without visiting runs that have none.
+    ///
+    /// Holds the heap lock like [`walk`](Self::walk): neither closure may
+    /// allocate from or free into this allocator.
+    pub fn walk_runs_where(
+        &self,
+        mut region: impl FnMut(usize, usize) -> bool,
+        mut f: impl FnMut(NonNull<u8>, usize),
+    ) {
+        let heap = self.heap.lock();
+        let run_size = self.heap.run_size();
+        heap.for_each_run(|run| {
+            let start = run.base().as_ptr() as usize;
+            if region(start, start + run_size) {
+                let slot_size = run.geometry().slot_size as usize;
+                run.for_each_live(|index| f(run.slot(index), slot_size));
+            }
+        });
+    }
+
     /// Frees every live slot for which `is_live(start, slot size)` is false,
     /// and returns what was freed. Runs that become empty go back to the heap,
     /// pools that become empty to the pool manager.

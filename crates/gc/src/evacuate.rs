@@ -1,0 +1,301 @@
+//! The young collection of the generational collectors: stop the world,
+//! copy the live young objects in parallel, update every slot.
+//!
+//! 1. Every mutator's TLAB is retired (its tail becomes a filler).
+//! 2. Roots — mutator roots, global roots, the finalization queues and the
+//!    objects registered for finalization — are *evacuated*: each young
+//!    object a root slot holds is copied and the slot updated.
+//! 3. The old objects on dirty cards (tenured and non-moving runs and free
+//!    lists, large objects) are found; their cards are cleaned.
+//! 4. Copies and old objects from 3 are scanned on `gc_workers` threads
+//!    ([`parallel`](crate::parallel)): each young object a slot references
+//!    is evacuated. An object is copied into the *to* survivor region, or
+//!    into the tenured generation once it has survived `promotion_age`
+//!    young collections (or when the survivor region is full). Copies are
+//!    claimed with a compare-exchange on the header ([`Header::BUSY`]), so
+//!    each object is copied once, by the worker that claimed it; others
+//!    wait the few instructions until the forwarding address is published.
+//!    An old object (promoted, or from a dirty card) that still references
+//!    a young one afterwards has its card dirtied again.
+//! 5. Weak tables learn the new addresses; eden and the *from* region are
+//!    emptied and the survivor regions swap.
+//!
+//! Young collections treat reference objects' referents and objects
+//! registered for finalization as strong: weak, soft and phantom references
+//! are cleared and finalizers run only by full collections (young garbage
+//! with a finalizer is promoted first). That keeps young collections
+//! simple and short, at the price of holding such objects one full cycle
+//! longer.
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rtmem_base::AllocError;
+use rtmem_runslots::{LocalRuns, RunSlotsAllocator};
+use rtmem_tlab::Tlab;
+
+use crate::card::CardTable;
+use crate::heap::HeapInner;
+use crate::object::{HEADER_BYTES, Header, OBJECT_ALIGN, ObjectRef};
+use crate::parallel::{Scanner, drain};
+use crate::vm::{ObjectModel, Scanning, SlotVisitor, VM};
+use crate::young::Young;
+
+/// What a young collection did.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Evacuated {
+    /// Bytes and objects copied into the survivor region.
+    pub(crate) survived_bytes: usize,
+    pub(crate) survived_objects: usize,
+    /// Bytes and objects copied into the tenured generation.
+    pub(crate) promoted_bytes: usize,
+    pub(crate) promoted_objects: usize,
+}
+
+impl std::ops::AddAssign for Evacuated {
+    fn add_assign(&mut self, other: Evacuated) {
+        self.survived_bytes += other.survived_bytes;
+        self.survived_objects += other.survived_objects;
+        self.promoted_bytes += other.promoted_bytes;
+        self.promoted_objects += other.promoted_objects;
+    }
+}
+
+/// One copying worker: its buffers in the survivor region and the tenured
+/// generation, and what it copied.
+pub(crate) struct Evacuator<'a, V: VM> {
+    heap: &'a HeapInner<V>,
+    young: &'a Young,
+    cards: &'a CardTable,
+    survivor: Tlab,
+    tenured: LocalRuns,
+    done: Evacuated,
+    /// Set when a slot visited since the last reset holds a young object.
+    young_ref: bool,
+    /// Where a visit pushes new copies (taken from the scanner's caller).
+    grey: Vec<ObjectRef>,
+}
+
+impl<'a, V: VM> Evacuator<'a, V> {
+    pub(crate) fn new(heap: &'a HeapInner<V>, young: &'a Young, cards: &'a CardTable) -> Self {
+        Evacuator {
+            heap,
+            young,
+            cards,
+            survivor: Tlab::new(heap.config.heap.tlab),
+            tenured: heap.spaces.object().tenured().small().local(),
+            done: Evacuated::default(),
+            young_ref: false,
+            grey: Vec::new(),
+        }
+    }
+
+    /// The young object `object` after evacuation: its copy's address,
+    /// copying it first unless another worker did (or is doing) so.
+    #[inline]
+    fn evacuate(&mut self, object: ObjectRef) -> ObjectRef {
+        // SAFETY: `object` is a young object the collector reached; its
+        // header word is only accessed atomically during the copy phase.
+        let word = unsafe { AtomicU64::from_ptr(object.addr() as *mut u64) };
+        let mut spins = 0;
+        let header = loop {
+            let bits = word.load(Ordering::Acquire);
+            let header = Header::from_bits(bits);
+            if let Some(to) = header.forwarded_to() {
+                return ObjectRef::from_addr(to).expect("forwarding addresses are not 0");
+            }
+            if header == Header::BUSY {
+                crate::sync::spin_wait(&mut spins);
+                continue;
+            }
+            if word
+                .compare_exchange_weak(
+                    bits,
+                    Header::BUSY.to_bits(),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                break header;
+            }
+        };
+        let size = V::ObjectModel::size(object, header);
+        let aged = header.aged();
+        let promote = aged.age() >= self.heap.config.heap.promotion_age;
+        let to = match (!promote)
+            .then(|| self.survivor.alloc(self.young.to_space(), size).ok())
+            .flatten()
+        {
+            Some(to) => {
+                self.done.survived_bytes += size;
+                self.done.survived_objects += 1;
+                to
+            }
+            None => {
+                self.done.promoted_bytes += size;
+                self.done.promoted_objects += 1;
+                self.promote(size)
+            }
+        };
+        // SAFETY: `to` is a fresh block of `size` bytes, disjoint from the
+        // object; the object's body is intact (only its header was claimed).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (object.addr() + HEADER_BYTES) as *const u8,
+                to.as_ptr().add(HEADER_BYTES),
+                size - HEADER_BYTES,
+            );
+            to.cast::<u64>().write(aged.to_bits());
+        }
+        let copy = ObjectRef::from_addr(to.as_ptr() as usize).expect("blocks are not at 0");
+        word.store(Header::forwarding(copy.addr()).to_bits(), Ordering::Release);
+        self.grey.push(copy);
+        copy
+    }
+
+    /// A block of `size` bytes in the tenured generation.
+    fn promote(&mut self, size: usize) -> NonNull<u8> {
+        let tenured = self.heap.spaces.object().tenured();
+        let result = if size <= RunSlotsAllocator::MAX_SIZE {
+            self.tenured.alloc(size)
+        } else {
+            Layout::from_size_align(size, OBJECT_ALIGN)
+                .map_err(|_| AllocError::bad_layout(size, OBJECT_ALIGN, "object size overflows"))
+                .and_then(|layout| {
+                    if size <= tenured.medium().max_size() {
+                        tenured.medium().alloc(layout)
+                    } else {
+                        self.heap.spaces.humongous().large().alloc(layout)
+                    }
+                })
+        };
+        result.unwrap_or_else(|e| {
+            panic!(
+                "promotion failed during a young collection: {e} \
+                 (the collector checks for room before it starts; the object space limit is too tight)"
+            )
+        })
+    }
+
+    /// Scans an old or copied object: evacuates what its slots reference
+    /// (its referent too: young collections keep referents) and, for an old
+    /// object left referencing young ones, dirties its card again.
+    fn scan_object(&mut self, object: ObjectRef) {
+        // SAFETY: a copy made by this collection or an allocated old
+        // object: its header is an ordinary header.
+        let header = Header::from_bits(unsafe { (object.addr() as *const u64).read() });
+        self.young_ref = false;
+        V::Scanning::scan_object(object, header, self);
+        if let Some((_, offset)) = V::ObjectModel::reference(object, header) {
+            // SAFETY: the referent slot is a word inside the object, which
+            // only this worker scans.
+            let slot = unsafe { &mut *((object.addr() + offset) as *mut Option<ObjectRef>) };
+            self.visit(slot);
+        }
+        if self.young_ref && !self.young.contains(object.addr()) {
+            self.cards.dirty(object.addr());
+        }
+    }
+
+    /// Gives back the buffers (the survivor buffer's tail becomes a filler)
+    /// and returns what was copied.
+    pub(crate) fn finish(mut self) -> Evacuated {
+        self.survivor.retire(self.young.to_space());
+        self.tenured.flush();
+        self.done
+    }
+}
+
+impl<V: VM> SlotVisitor for Evacuator<'_, V> {
+    #[inline]
+    fn visit(&mut self, slot: &mut Option<ObjectRef>) {
+        if let Some(object) = *slot {
+            if self.young.is_collected(object.addr()) {
+                let copy = self.evacuate(object);
+                *slot = Some(copy);
+                self.young_ref |= self.young.contains(copy.addr());
+            } else {
+                self.young_ref |= self.young.contains(object.addr());
+            }
+        }
+    }
+}
+
+impl<V: VM> Scanner for Evacuator<'_, V> {
+    #[inline]
+    fn scan(&mut self, object: ObjectRef, stack: &mut Vec<ObjectRef>) {
+        std::mem::swap(&mut self.grey, stack);
+        self.scan_object(object);
+        std::mem::swap(&mut self.grey, stack);
+    }
+}
+
+/// The old objects on dirty cards, whose cards are now clean.
+pub(crate) fn dirty_old_objects<V: VM>(heap: &HeapInner<V>, cards: &CardTable) -> Vec<ObjectRef> {
+    let mut found = Vec::new();
+    let any_dirty = |start: usize, end: usize| {
+        let mut dirty = false;
+        cards.for_each_dirty(start, end, false, |_, _| dirty = true);
+        dirty
+    };
+    let mut scanned_runs = Vec::new();
+    let mut take = |block: NonNull<u8>, size: usize| {
+        let start = block.as_ptr() as usize;
+        if any_dirty(start, start + size) {
+            found.push(ObjectRef::from_addr(start).expect("blocks are not at 0"));
+        }
+    };
+    for set in heap.block_sets() {
+        set.small().walk_runs_where(
+            |start, end| {
+                let dirty = any_dirty(start, end);
+                if dirty {
+                    scanned_runs.push((start, end));
+                }
+                dirty
+            },
+            &mut take,
+        );
+        set.medium().walk(&mut take);
+    }
+    heap.spaces.humongous().large().walk(&mut take);
+    // The world is stopped: cleaning after finding is as good as before.
+    for (start, end) in scanned_runs {
+        cards.clean_range(start, end - start);
+    }
+    for object in &found {
+        // SAFETY: an allocated old object; its header is ordinary.
+        let header = Header::from_bits(unsafe { (object.addr() as *const u64).read() });
+        let size = V::ObjectModel::size(*object, header);
+        for card in (object.addr()..object.addr() + size).step_by(cards.card_size()) {
+            cards.clean(card);
+        }
+        cards.clean(object.addr() + size - 1);
+    }
+    found
+}
+
+/// Copies the survivors of the young generation; the world is stopped and
+/// every mutator's TLAB retired. `roots` visits every root slot with the
+/// evacuator it is given.
+pub(crate) fn evacuate<V: VM>(
+    heap: &HeapInner<V>,
+    young: &Young,
+    cards: &CardTable,
+    roots: impl FnOnce(&mut Evacuator<'_, V>),
+) -> Evacuated {
+    let mut workers: Vec<Evacuator<'_, V>> = (0..heap.config.gc_workers)
+        .map(|_| Evacuator::new(heap, young, cards))
+        .collect();
+    roots(&mut workers[0]);
+    let mut grey = std::mem::take(&mut workers[0].grey);
+    grey.extend(dirty_old_objects(heap, cards));
+    drain(&mut workers, grey);
+    let mut done = Evacuated::default();
+    for worker in workers {
+        done += worker.finish();
+    }
+    done
+}
