@@ -5,7 +5,7 @@
 //! runs here (`cargo xtask demo`, `cargo run`, tests), unless the variable is
 //! already set in the environment, which wins.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rtmem::{PROFILE_ENV, Profile};
 
@@ -56,16 +56,8 @@ fn list() {
     }
 }
 
-/// The workspace root: where `.cargo/config.toml` lives.
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
-}
-
 fn config_path() -> PathBuf {
-    workspace_root().join(".cargo").join("config.toml")
+    crate::workspace_root().join(".cargo").join("config.toml")
 }
 
 /// The profile selected in `.cargo/config.toml`, if any.
