@@ -47,6 +47,7 @@ pub const IMPLEMENTATIONS: &[(&str, RunTrees)] = &[
     ("gc_arena", run_gc_arena),
     ("bumpalo", run_bumpalo),
     ("rtmem_stw", run_rtmem_stw),
+    ("rtmem_gen", run_rtmem_gen),
 ];
 
 /// Runs the binary-trees program for `max_depth` on `heap` without printing,
@@ -332,8 +333,18 @@ pub fn run_gc_arena(max_depth: u32) -> u64 {
 /// [`binary_trees`] on rtmem's stop-the-world mark-sweep collector (the
 /// `balanced` profile with `gc = "stw"`), trees of test-runtime pairs.
 pub fn run_rtmem_stw(max_depth: u32) -> u64 {
-    let mut profile = Profile::from_name("balanced").expect("the built-in profile is valid");
-    profile.gc = GcKind::Stw;
+    run_rtmem("balanced", GcKind::Stw, max_depth)
+}
+
+/// [`binary_trees`] on a fresh [`MemoryManager`] of the `throughput`
+/// profile (the generational collector, `gen`).
+pub fn run_rtmem_gen(max_depth: u32) -> u64 {
+    run_rtmem("throughput", GcKind::Gen, max_depth)
+}
+
+fn run_rtmem(profile: &str, gc: GcKind, max_depth: u32) -> u64 {
+    let mut profile = Profile::from_name(profile).expect("the built-in profile is valid");
+    profile.gc = gc;
     let mm = MemoryManager::new(profile, TestVm::default()).expect("a memory manager");
     binary_trees(
         &mut PairTrees::new(mm.register(Default::default())),
