@@ -27,17 +27,16 @@
 //! simple and short, at the price of holding such objects one full cycle
 //! longer.
 
-use std::alloc::Layout;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rtmem_base::AllocError;
-use rtmem_runslots::{LocalRuns, RunSlotsAllocator};
+use rtmem_runslots::LocalRuns;
 use rtmem_tlab::Tlab;
 
 use crate::card::CardTable;
 use crate::heap::HeapInner;
-use crate::object::{HEADER_BYTES, Header, OBJECT_ALIGN, ObjectRef};
+use crate::mutator::alloc_block;
+use crate::object::{HEADER_BYTES, Header, ObjectRef};
 use crate::parallel::{Scanner, drain};
 use crate::vm::{ObjectModel, Scanning, SlotVisitor, VM};
 use crate::young::Young;
@@ -157,21 +156,8 @@ impl<'a, V: VM> Evacuator<'a, V> {
 
     /// A block of `size` bytes in the tenured generation.
     fn promote(&mut self, size: usize) -> NonNull<u8> {
-        let tenured = self.heap.spaces.object().tenured();
-        let result = if size <= RunSlotsAllocator::MAX_SIZE {
-            self.tenured.alloc(size)
-        } else {
-            Layout::from_size_align(size, OBJECT_ALIGN)
-                .map_err(|_| AllocError::bad_layout(size, OBJECT_ALIGN, "object size overflows"))
-                .and_then(|layout| {
-                    if size <= tenured.medium().max_size() {
-                        tenured.medium().alloc(layout)
-                    } else {
-                        self.heap.spaces.humongous().large().alloc(layout)
-                    }
-                })
-        };
-        result.unwrap_or_else(|e| {
+        let spaces = &self.heap.spaces;
+        alloc_block(spaces, spaces.object().tenured(), &mut self.tenured, size).unwrap_or_else(|e| {
             panic!(
                 "promotion failed during a young collection: {e} \
                  (the collector checks for room before it starts; the object space limit is too tight)"

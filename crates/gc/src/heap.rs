@@ -283,16 +283,11 @@ impl<V: VM> HeapInner<V> {
         self.old_used()
     }
 
-    /// With the world stopped: takes every mutator's unreported bytes, gives
-    /// its runs back (so that a sweep holds every run) and retires its TLAB
-    /// (so that the young regions can be walked).
+    /// With the world stopped: [flushes](MutatorState::flush) every
+    /// mutator and reports its unreported bytes.
     pub(crate) fn flush_mutators(&self, world: &mut StoppedWorld<'_, MutatorState<V>>) {
         world.for_each_mutator(|state| {
-            self.report_allocated(std::mem::take(&mut state.unreported));
-            state.flush_runs();
-            if let Some(young) = &self.young {
-                state.tlab.retire(young.eden());
-            }
+            self.report_allocated(state.flush(self.young.as_ref()));
         });
     }
 

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use rtmem_base::AllocError;
 use rtmem_runslots::{LocalRuns, RunSlotsAllocator};
+use rtmem_spaces::{SlotsAndBlocks, Spaces};
 use rtmem_tlab::Tlab;
 
 use crate::heap::{Heap, HeapInner};
@@ -15,6 +16,7 @@ use crate::safepoint::SafepointHandle;
 use crate::stats::{GcCause, GcKind};
 use crate::verify::{VerifyError, VerifyReport};
 use crate::vm::VM;
+use crate::young::Young;
 
 /// Where an object is to live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,10 +44,16 @@ pub(crate) struct MutatorState<V: VM> {
 }
 
 impl<V: VM> MutatorState<V> {
-    /// Gives the thread's runs back to their allocators (before a sweep).
-    pub(crate) fn flush_runs(&mut self) {
+    /// Gives the thread's runs back to their allocators (so that a sweep
+    /// holds every run), retires its TLAB in `young`'s eden (so that the
+    /// young regions can be walked) and takes its unreported bytes.
+    pub(crate) fn flush(&mut self, young: Option<&Young>) -> usize {
         self.runs.flush();
         self.pinned_runs.flush();
+        if let Some(young) = young {
+            self.tlab.retire(young.eden());
+        }
+        std::mem::take(&mut self.unreported)
     }
 }
 
@@ -329,12 +337,7 @@ impl<V: VM> Drop for Mutator<V> {
     /// the allocators after it leaves the safepoint protocol (a collection
     /// may start at once and sweep them).
     fn drop(&mut self) {
-        let state = self.handle.data();
-        state.flush_runs();
-        if let Some(young) = &self.heap.inner.young {
-            state.tlab.retire(young.eden());
-        }
-        let unreported = std::mem::take(&mut state.unreported);
+        let unreported = self.handle.data().flush(self.heap.inner.young.as_ref());
         self.heap.inner.report_allocated(unreported);
     }
 }
@@ -347,26 +350,40 @@ fn place<V: VM>(
     placement: Placement,
 ) -> Result<NonNull<u8>, AllocError> {
     let spaces = &heap.spaces;
-    let layout = Layout::from_size_align(size, OBJECT_ALIGN)
-        .map_err(|_| AllocError::bad_layout(size, OBJECT_ALIGN, "object size overflows"))?;
     if placement == Placement::Large || size >= heap.config.heap.large_threshold {
-        return spaces.humongous().large().alloc(layout);
+        return spaces.humongous().large().alloc(object_layout(size)?);
     }
-    let blocks = match placement {
-        Placement::Pinned => spaces.non_moving().objects(),
-        _ => spaces.object().tenured(),
+    let (blocks, runs) = match placement {
+        Placement::Pinned => (spaces.non_moving().objects(), &mut state.pinned_runs),
+        _ => (spaces.object().tenured(), &mut state.runs),
     };
+    alloc_block(spaces, blocks, runs, size)
+}
+
+/// A block of `size` bytes among `blocks` (never moving): a small one from
+/// `runs` (a thread's handle on `blocks`' runs of slots), a medium one from
+/// the free list, a larger one from the humongous space.
+pub(crate) fn alloc_block(
+    spaces: &Spaces,
+    blocks: &SlotsAndBlocks,
+    runs: &mut LocalRuns,
+    size: usize,
+) -> Result<NonNull<u8>, AllocError> {
     if size <= RunSlotsAllocator::MAX_SIZE {
-        let runs = match placement {
-            Placement::Pinned => &mut state.pinned_runs,
-            _ => &mut state.runs,
-        };
-        runs.alloc(size)
-    } else if size <= blocks.medium().max_size() {
+        return runs.alloc(size);
+    }
+    let layout = object_layout(size)?;
+    if size <= blocks.medium().max_size() {
         blocks.medium().alloc(layout)
     } else {
         spaces.humongous().large().alloc(layout)
     }
+}
+
+/// The layout of an object block of `size` bytes.
+fn object_layout(size: usize) -> Result<Layout, AllocError> {
+    Layout::from_size_align(size, OBJECT_ALIGN)
+        .map_err(|_| AllocError::bad_layout(size, OBJECT_ALIGN, "object size overflows"))
 }
 
 /// The allocated size of an object of `size` bytes.
