@@ -12,10 +12,10 @@ use crossbeam_utils::CachePadded;
 use rtmem_base::{PoolManager, SpaceStats, SpaceType};
 
 use crate::class::{CLASS_SIZES, MAX_SIZE, NUM_CLASSES, class_of};
-use crate::heap::{Heap, MAX_RUN_SIZE};
+use crate::heap::{Heap, HeapGuard, MAX_RUN_SIZE};
 use crate::list::{ListTag, RunList};
 use crate::local::LocalRuns;
-use crate::run::{Fill, Geometry, NO_OWNER, Remote, Run};
+use crate::run::{Fill, Geometry, NO_OWNER, Remote, Run, SET_APART};
 use crate::sync::Mutex;
 
 /// The most bitmap words a run can have.
@@ -31,7 +31,10 @@ const DEFAULT_SPARE_BYTES: usize = 32 << 20;
 /// Allocation goes through a per-thread [`LocalRuns`] handle
 /// ([`local`](Self::local)); [`free`](Self::free) works from any thread
 /// without one. [`walk`](Self::walk), [`sweep`](Self::sweep) and
-/// [`contains`](Self::contains) serve a collector.
+/// [`contains`](Self::contains) serve a collector, and
+/// [`detach_for_sweep`](Self::detach_for_sweep) with
+/// [`sweep_detached`](Self::sweep_detached) a collector that sweeps while
+/// mutators allocate.
 ///
 /// # Memory
 ///
@@ -172,14 +175,16 @@ impl RunSlotsAllocator {
 
     /// Frees a slot, from any thread.
     ///
-    /// A slot in a run some thread owns goes onto that run's remote-free stack
-    /// (one compare-and-swap); a slot in an unowned run is freed under its size
-    /// class's lock. Frees through a [`LocalRuns`] are faster when the slot is
-    /// in one of that handle's runs.
+    /// A slot in a run some thread owns, or in a run
+    /// [set apart](Self::detach_for_sweep) for a sweep, goes onto that run's
+    /// remote-free stack (one compare-and-swap); a slot in an unowned run is
+    /// freed under its size class's lock. Frees through a [`LocalRuns`] are
+    /// faster when the slot is in one of that handle's runs.
     ///
     /// # Safety
     /// `ptr` was returned by an allocation of this allocator and is live: not
-    /// freed (or swept) since. It is not used after this call.
+    /// freed (or swept) since, and no sweep running meanwhile calls it dead.
+    /// It is not used after this call.
     ///
     /// # Panics
     /// In debug builds, if `ptr` is not a live slot of this allocator (a
@@ -264,11 +269,16 @@ impl RunSlotsAllocator {
     /// meanwhile (allocate-black). Explicit frees of the same objects during a
     /// sweep are a logic error. `is_live` runs under the heap lock and must not
     /// call into this allocator.
+    ///
+    /// Runs [set apart](Self::detach_for_sweep) for a sweep are left to
+    /// [`sweep_detached`](Self::sweep_detached).
     pub fn sweep(&self, mut is_live: impl FnMut(NonNull<u8>, usize) -> bool) -> Swept {
         let mut swept = Swept::default();
         let mut empty = Vec::new();
         let mut heap = self.heap.lock();
-        heap.for_each_run(|run| self.sweep_run(run, &mut is_live, &mut swept, &mut empty));
+        Self::for_each_run_to_sweep(&heap, |run| {
+            self.sweep_run(run, &mut is_live, &mut swept, &mut empty)
+        });
         for run in empty {
             // SAFETY: the run is empty, unowned and unlisted: ours to release.
             unsafe { heap.release(run) };
@@ -288,10 +298,13 @@ impl RunSlotsAllocator {
     /// collector clears the run's mark bits in bulk, rather than one atomic
     /// operation per live object in `is_live`.
     ///
+    /// Runs [set apart](Self::detach_for_sweep) for a sweep are left to
+    /// [`sweep_detached`](Self::sweep_detached).
+    ///
     /// # Safety
     /// No thread allocates from or frees into this allocator during the call
-    /// (in a collector: every mutator is stopped), and `is_live` and
-    /// `run_swept` do not call into it.
+    /// (in a collector: every mutator is stopped, and no `sweep_detached`
+    /// runs), and `is_live` and `run_swept` do not call into it.
     pub unsafe fn sweep_stopped(
         &self,
         threads: usize,
@@ -299,7 +312,7 @@ impl RunSlotsAllocator {
         run_swept: impl Fn(usize, usize) + Sync,
     ) -> Swept {
         let mut runs = Vec::new();
-        self.heap.lock().for_each_run(|run| runs.push(run));
+        Self::for_each_run_to_sweep(&self.heap.lock(), |run| runs.push(run));
         // The heap lock guards carving and releasing runs, which nobody does
         // until we return (the caller's contract): the runs may be swept
         // without it, in parallel.
@@ -347,6 +360,16 @@ impl RunSlotsAllocator {
         }
         self.record_swept(swept);
         swept
+    }
+
+    /// Calls `f` with every run in use that is not set apart for a sweep
+    /// (those are their `SweepSet`'s to sweep).
+    fn for_each_run_to_sweep(heap: &HeapGuard<'_>, mut f: impl FnMut(Run)) {
+        heap.for_each_run(|run| {
+            if run.owner() != SET_APART {
+                f(run)
+            }
+        });
     }
 
     /// Sweeps one run for `sweep_stopped`: in place if no thread owns it.
@@ -409,7 +432,7 @@ impl RunSlotsAllocator {
     }
 
     /// Reports a sweep's frees to `MemStats`.
-    fn record_swept(&self, swept: Swept) {
+    pub(crate) fn record_swept(&self, swept: Swept) {
         if swept.objects > 0 {
             self.heap
                 .pools()
@@ -474,7 +497,7 @@ impl RunSlotsAllocator {
         self.heap.pools().stats().space(self.heap.space())
     }
 
-    // ---- crate-internal: used by `LocalRuns` ----
+    // ---- crate-internal: used by `LocalRuns` and `SweepSet` ----
 
     pub(crate) fn heap(&self) -> &Heap {
         &self.heap
@@ -553,7 +576,7 @@ impl RunSlotsAllocator {
 
     /// Runs `f` on the shared runs of `class` under the class lock, keeping
     /// the lock-free length hint exact.
-    fn with_shared<R>(&self, class: usize, f: impl FnOnce(&mut RunList) -> R) -> R {
+    pub(crate) fn with_shared<R>(&self, class: usize, f: impl FnOnce(&mut RunList) -> R) -> R {
         let shared = &self.shared[class];
         let mut runs = shared.runs.lock();
         let result = f(&mut runs);

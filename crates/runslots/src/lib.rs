@@ -45,6 +45,19 @@
 //!   [`MemStats`](rtmem_base::MemStats); the fast paths batch their counts
 //!   per handle and report them when they switch runs.
 //!
+//! # Sweeping while mutators allocate
+//!
+//! A concurrent collector that must not pay for the sweep in its pause calls
+//! [`RunSlotsAllocator::detach_for_sweep`] in the pause (with every
+//! [`LocalRuns`] flushed): every run in use is *set apart* in a [`SweepSet`],
+//! owned by the set as a handle owns its runs, so no thread allocates in it
+//! and frees into it wait on its remote-free stack. A background thread then
+//! calls [`RunSlotsAllocator::sweep_detached`] a few runs at a time; each run
+//! is swept with no lock held, reported to the collector (to clear its mark
+//! bits), and given back like a flushed handle's run, under its class lock.
+//! Mutators meanwhile allocate in free, new and already-swept runs, and wait
+//! at most for one give-back.
+//!
 //! # Example
 //!
 //! ```
@@ -93,8 +106,10 @@ mod local;
 pub mod run;
 #[cfg(not(loom))]
 mod run;
+mod sweep_set;
 mod sync;
 
 pub use allocator::{RunLayout, RunSlotsAllocator, Swept};
 pub use class::{CLASS_SIZES, NUM_CLASSES};
 pub use local::LocalRuns;
+pub use sweep_set::SweepSet;

@@ -13,9 +13,10 @@
 //! - `owner` and `remote` are atomics anyone may read.
 //! - The owner-only fields (`hot`: the allocation cursor and the count of used slots;
 //!   `links`) belong to the run's *holder*: the thread whose `LocalRuns` owns
-//!   the run (`owner` is its id), or, while the run is unowned, whoever holds
-//!   the lock of the run's size class, or, while the run is free, whoever
-//!   holds the heap lock.
+//!   the run (`owner` is its id), or, while the run is set apart for a sweep
+//!   (`owner` is [`SET_APART`]), the thread holding the `SweepSet`, or, while
+//!   the run is unowned, whoever holds the lock of the run's size class, or,
+//!   while the run is free, whoever holds the heap lock.
 //! - The `alloc` bitmap has one writer, the holder, so the allocation fast
 //!   path sets and clears bits with a plain load and store, no atomic
 //!   read-modify-write.
@@ -70,6 +71,11 @@ pub const NO_OWNER: u64 = 0;
 
 /// [`Run::owner`] of a run that is not in use (free for any size class).
 pub const FREE_RUN: u64 = u64::MAX;
+
+/// [`Run::owner`] of a run in use that a `SweepSet` holds apart for a sweep
+/// alongside allocation: the set owns it, so frees into it go onto its remote
+/// stack and no thread allocates in it until the sweep gives it back.
+pub const SET_APART: u64 = u64::MAX - 1;
 
 /// The alignment of a run's first slot (a cache line), so that a slot whose
 /// size is a multiple of 16, 32 or 64 is aligned to that.
@@ -373,9 +379,16 @@ impl Run {
     /// false: their alloc bits are cleared a word at a time, and their memory
     /// is not touched. Returns how many were freed.
     ///
+    /// Remote frees may race with the call when the caller owns the run: they
+    /// only set marked bits and push onto the stack, never touching the alloc
+    /// bitmap or the holder's fields, and a slot freed so is either seen
+    /// freed or passed to `is_live`, which must then call it live (an object
+    /// a thread frees is one it can reach).
+    ///
     /// # Safety
-    /// The caller holds the run (see [`pop`](Self::pop)) and nothing else
-    /// frees into it during the call.
+    /// The caller holds the run (see [`pop`](Self::pop)); if it does not own
+    /// it, nothing frees into it during the call. No slot `is_live` calls dead
+    /// is freed by anyone else.
     pub unsafe fn sweep_held(self, mut is_live: impl FnMut(NonNull<u8>) -> bool) -> usize {
         let words = self.geometry().words as usize;
         let mut freed = 0;

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use rtmem_runslots::run::{Fill, Geometry, NO_OWNER, Remote, Run};
+use rtmem_runslots::run::{Fill, Geometry, NO_OWNER, Remote, Run, SET_APART};
 
 const RUN_SIZE: usize = 4096;
 const SLOT_SIZE: usize = 256;
@@ -82,6 +82,11 @@ fn model(min_schedules: usize, f: impl Fn() + Sync + Send + 'static) {
 
 /// A run owned by `OWNER` in `buffer`.
 fn owned_run(buffer: &Buffer) -> Run {
+    run_owned_by(buffer, OWNER)
+}
+
+/// A run owned by `owner` in `buffer`.
+fn run_owned_by(buffer: &Buffer, owner: u64) -> Run {
     let geo = Geometry::new(0, SLOT_SIZE, RUN_SIZE);
     assert!(
         geo.slots >= 4,
@@ -89,7 +94,7 @@ fn owned_run(buffer: &Buffer) -> Run {
         geo.slots
     );
     // SAFETY: the buffer is run-aligned, ours, and outlives the model's threads.
-    unsafe { Run::init(buffer.0, geo, OWNER) }
+    unsafe { Run::init(buffer.0, geo, owner) }
 }
 
 fn pop(run: Run) -> Slot {
@@ -269,6 +274,43 @@ fn two_remote_frees_race_with_a_collect() {
             2,
             "every remote free is collected exactly once"
         );
+        check_every_slot_once(run, &class_lock, &[c]);
+    });
+}
+
+/// A run set apart for a sweep alongside allocation (`SweepSet`) is swept in
+/// place by the thread holding the set while a mutator frees one of its live
+/// objects, then given back (abandoned under the class lock). The free lands
+/// on the stack, which the sweep leaves alone and the give-back takes, or in
+/// the run under the lock after the give-back; the sweep frees exactly the
+/// dead slot either way, and the holder's fields see no data race.
+#[test]
+fn a_sweep_of_a_set_apart_run_races_with_a_remote_free() {
+    model(50, || {
+        let buffer = Buffer::new();
+        let run = run_owned_by(&buffer, SET_APART);
+        let class_lock = Arc::new(Mutex::new(()));
+        // `a` is live and freed by a mutator, `b` dead, `c` live and kept.
+        let (a, b, c) = (pop(run), pop(run), pop(run));
+        let mutator = {
+            let class_lock = class_lock.clone();
+            thread::spawn(move || remote_free(run, a, &class_lock))
+        };
+        let sweeper = {
+            let class_lock = class_lock.clone();
+            thread::spawn(move || {
+                // SAFETY: this thread holds the set-apart run, which others
+                // free into only by its stack; no one else frees `b`.
+                let swept = unsafe { run.sweep_held(|slot| Slot(slot) != b) };
+                assert_eq!(swept, 1, "exactly the dead slot is swept");
+                let _guard = class_lock.lock().unwrap();
+                // SAFETY: the set owns the run and we hold its class lock.
+                unsafe { run.abandon() }
+            })
+        };
+        mutator.join().unwrap();
+        assert_eq!(sweeper.join().unwrap(), Fill::Partial);
+        assert_eq!(run.owner(), NO_OWNER);
         check_every_slot_once(run, &class_lock, &[c]);
     });
 }
