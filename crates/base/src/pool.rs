@@ -620,6 +620,13 @@ impl PoolManager {
             .protect(pool.start_addr() - base + offset, len, prot)
     }
 
+    /// The end of the part of the pool area handed out so far: every live
+    /// pool lies in `[pool_area().0, high_water())`. Side tables over the
+    /// pool area need only be cleared up to it.
+    pub fn high_water(&self) -> usize {
+        self.data_start + ((self.inner.lock().top as usize) << self.shift)
+    }
+
     /// The live pool containing `addr`, if any. O(1), lock-free.
     #[inline]
     pub fn pool_of(&self, addr: usize) -> Option<Pool> {

@@ -4,13 +4,19 @@
 //! which applies the barriers itself. Compilers ask the heap's
 //! [`BarrierSet`] for [`BarrierKinds`] (as bits) and, for the card-marking
 //! post-write barrier, the card table's [`BarrierFacts`] to inline the fast
-//! path from.
+//! path from; for the SATB pre-write barrier, [`SatbFacts`]: the address of
+//! the byte that says whether marking is active. The inlined SATB fast path
+//! is one byte load and a branch taken only while a cycle marks; the slow
+//! path calls [`Mutator::write_barrier`](crate::Mutator::write_barrier) (or
+//! [`Mutator::keep_alive`](crate::Mutator::keep_alive)) with the old value.
 //!
 //! | collector | pre-write (SATB) | post-write (card) |
 //! |---|---|---|
 //! | `epsilon`, `stw` | — | — |
 //! | `gen` | — | card marking |
 //! | `gen-concurrent` | SATB while marking | card marking |
+
+use std::sync::atomic::AtomicBool;
 
 use crate::card::{BarrierFacts, CardTable};
 use crate::stats::GcKind;
@@ -49,12 +55,28 @@ impl BarrierKinds {
 pub struct BarrierSet {
     kinds: BarrierKinds,
     card: Option<BarrierFacts>,
+    satb: Option<SatbFacts>,
+}
+
+/// What a JIT needs to inline the SATB pre-write barrier's fast path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SatbFacts {
+    /// The address of a byte that is nonzero while concurrent marking is
+    /// active (an `AtomicBool`; a relaxed load suffices: it changes only
+    /// while mutators are stopped). When it is set, the store's old value
+    /// must go to [`Mutator::write_barrier`](crate::Mutator::write_barrier).
+    pub marking_flag: usize,
 }
 
 impl BarrierSet {
     /// The barriers `kind` needs, with the facts of `cards` (the heap's
-    /// card table, for the generational collectors).
-    pub fn for_collector(kind: GcKind, cards: Option<&CardTable>) -> BarrierSet {
+    /// card table, for the generational collectors) and of `marking` (the
+    /// flag the SATB barrier tests, for `gen-concurrent`).
+    pub fn for_collector(
+        kind: GcKind,
+        cards: Option<&CardTable>,
+        marking: Option<&AtomicBool>,
+    ) -> BarrierSet {
         let kinds = match kind {
             GcKind::Epsilon | GcKind::Stw => BarrierKinds::NONE,
             GcKind::Gen => BarrierKinds::CARD,
@@ -65,6 +87,11 @@ impl BarrierSet {
             card: cards
                 .filter(|_| kinds.contains(BarrierKinds::CARD))
                 .and_then(facts_of),
+            satb: marking
+                .filter(|_| kinds.contains(BarrierKinds::SATB))
+                .map(|flag| SatbFacts {
+                    marking_flag: flag.as_ptr() as usize,
+                }),
         }
     }
 
@@ -77,6 +104,12 @@ impl BarrierSet {
     /// collector marks cards.
     pub fn card_facts(&self) -> Option<BarrierFacts> {
         self.card
+    }
+
+    /// The facts for an inlined SATB pre-write barrier, when the collector
+    /// marks concurrently.
+    pub fn satb_facts(&self) -> Option<SatbFacts> {
+        self.satb
     }
 }
 
@@ -98,21 +131,31 @@ mod tests {
 
     #[test]
     fn collectors_ask_for_their_barriers() {
-        let none = BarrierSet::for_collector(GcKind::Stw, None);
+        let none = BarrierSet::for_collector(GcKind::Stw, None, None);
         assert_eq!(none.kinds(), BarrierKinds::NONE);
         assert_eq!(
-            BarrierSet::for_collector(GcKind::Epsilon, None)
+            BarrierSet::for_collector(GcKind::Epsilon, None, None)
                 .kinds()
                 .bits(),
             0
         );
-        let both = BarrierSet::for_collector(GcKind::GenConcurrent, None).kinds();
+        let both = BarrierSet::for_collector(GcKind::GenConcurrent, None, None).kinds();
         assert!(both.contains(BarrierKinds::CARD) && both.contains(BarrierKinds::SATB));
         assert!(
-            !BarrierSet::for_collector(GcKind::Gen, None)
+            !BarrierSet::for_collector(GcKind::Gen, None, None)
                 .kinds()
                 .contains(BarrierKinds::SATB)
         );
         assert_eq!(none.card_facts(), None);
+        let flag = AtomicBool::new(false);
+        let concurrent = BarrierSet::for_collector(GcKind::GenConcurrent, None, Some(&flag));
+        assert_eq!(
+            concurrent.satb_facts().map(|f| f.marking_flag),
+            Some(flag.as_ptr() as usize)
+        );
+        assert_eq!(
+            BarrierSet::for_collector(GcKind::Gen, None, Some(&flag)).satb_facts(),
+            None
+        );
     }
 }

@@ -20,6 +20,9 @@
 //! 5. Weak tables learn the new addresses; eden and the *from* region are
 //!    emptied and the survivor regions swap.
 //!
+//! During a concurrent cycle's marking, promoted objects are marked
+//! (allocated black): the cycle's marker does not trace them.
+//!
 //! Young collections treat reference objects' referents and objects
 //! registered for finalization as strong: weak, soft and phantom references
 //! are cleared and finalizers run only by full collections (young garbage
@@ -74,6 +77,13 @@ pub(crate) struct Evacuator<'a, V: VM> {
     young_ref: bool,
     /// Where a visit pushes new copies (taken from the scanner's caller).
     grey: Vec<ObjectRef>,
+    /// Whether a concurrent cycle is marking: promoted objects are then
+    /// allocated black.
+    black: bool,
+    /// Whether this is the only worker (`gc_workers` = 1).
+    alone: bool,
+    /// Whether the survivor region refused a copy: the rest is promoted.
+    survivor_full: bool,
 }
 
 impl<'a, V: VM> Evacuator<'a, V> {
@@ -87,22 +97,23 @@ impl<'a, V: VM> Evacuator<'a, V> {
             done: Evacuated::default(),
             young_ref: false,
             grey: Vec::new(),
+            black: heap.concurrent.as_ref().is_some_and(|c| c.is_marking()),
+            alone: heap.config.gc_workers == 1,
+            survivor_full: false,
         }
     }
 
-    /// The young object `object` after evacuation: its copy's address,
-    /// copying it first unless another worker did (or is doing) so.
+    /// Claims the object whose header is `word` for copying: its original
+    /// header, or `Err` with the copy's address if another worker copied
+    /// it (after waiting for a copy in progress).
     #[inline]
-    fn evacuate(&mut self, object: ObjectRef) -> ObjectRef {
-        // SAFETY: `object` is a young object the collector reached; its
-        // header word is only accessed atomically during the copy phase.
-        let word = unsafe { AtomicU64::from_ptr(object.addr() as *mut u64) };
+    fn claim(&self, word: &AtomicU64) -> Result<Header, ObjectRef> {
         let mut spins = 0;
-        let header = loop {
+        loop {
             let bits = word.load(Ordering::Acquire);
             let header = Header::from_bits(bits);
             if let Some(to) = header.forwarded_to() {
-                return ObjectRef::from_addr(to).expect("forwarding addresses are not 0");
+                return Err(ObjectRef::from_addr(to).expect("forwarding addresses are not 0"));
             }
             if header == Header::BUSY {
                 crate::sync::spin_wait(&mut spins);
@@ -117,13 +128,38 @@ impl<'a, V: VM> Evacuator<'a, V> {
                 )
                 .is_ok()
             {
-                break header;
+                return Ok(header);
+            }
+        }
+    }
+
+    /// The young object `object` after evacuation: its copy's address,
+    /// copying it first unless another worker did (or is doing) so.
+    #[inline]
+    fn evacuate(&mut self, object: ObjectRef) -> ObjectRef {
+        // SAFETY: `object` is a young object the collector reached; its
+        // header word is only accessed atomically during the copy phase.
+        let word = unsafe { AtomicU64::from_ptr(object.addr() as *mut u64) };
+        let header = if self.alone {
+            // The only worker: nobody races for the object, so a plain
+            // read and no claim. (A locked compare-exchange waits for the
+            // stores of the previous copies to drain, which serializes
+            // their cache misses.)
+            let header = Header::from_bits(word.load(Ordering::Relaxed));
+            if let Some(to) = header.forwarded_to() {
+                return ObjectRef::from_addr(to).expect("forwarding addresses are not 0");
+            }
+            header
+        } else {
+            match self.claim(word) {
+                Ok(header) => header,
+                Err(copy) => return copy,
             }
         };
         let size = V::ObjectModel::size(object, header);
         let aged = header.aged();
         let promote = aged.age() >= self.heap.config.heap.promotion_age;
-        let to = match (!promote)
+        let to = match (!promote && !self.survivor_full)
             .then(|| self.survivor.alloc(self.young.to_space(), size).ok())
             .flatten()
         {
@@ -133,9 +169,16 @@ impl<'a, V: VM> Evacuator<'a, V> {
                 to
             }
             None => {
+                // Once the survivor region refuses, it stays full for this
+                // collection: stop asking (each refusal is a slow path).
+                self.survivor_full |= !promote;
                 self.done.promoted_bytes += size;
                 self.done.promoted_objects += 1;
-                self.promote(size)
+                let to = self.promote(size);
+                if self.black {
+                    self.heap.bitmap.mark(to.as_ptr() as usize);
+                }
+                to
             }
         };
         // SAFETY: `to` is a fresh block of `size` bytes, disjoint from the
@@ -148,6 +191,9 @@ impl<'a, V: VM> Evacuator<'a, V> {
             );
             to.cast::<u64>().write(aged.to_bits());
         }
+        // The next copies go right after this one: start fetching their
+        // lines, so that their stores do not each wait for a miss.
+        rtmem_base::prefetch_ahead(to.as_ptr().wrapping_add(size));
         let copy = ObjectRef::from_addr(to.as_ptr() as usize).expect("blocks are not at 0");
         word.store(Header::forwarding(copy.addr()).to_bits(), Ordering::Release);
         self.grey.push(copy);

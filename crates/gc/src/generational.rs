@@ -1,7 +1,10 @@
-//! The generational collector (`gen`): young collections that copy
+//! The generational collectors: young collections that copy
 //! ([`evacuate`](crate::evacuate)), and full collections — the
 //! stop-the-world [mark-sweep](crate::mark_sweep) of the whole heap
-//! followed by a young collection that empties eden.
+//! followed by a young collection that empties eden. `gen-concurrent`
+//! collects the old generation with [concurrent cycles](crate::concurrent)
+//! instead, started by the young collection after which the old
+//! generation's trigger fires; its full collections are the fallback.
 //!
 //! A young collection runs when eden is full (a mutator's TLAB cannot be
 //! refilled) and in stress mode; a full collection when the old
@@ -32,18 +35,34 @@ pub(crate) fn collect<V: VM>(
     world: &mut StoppedWorld<'_, MutatorState<V>>,
     cause: GcCause,
 ) {
-    let young_only = match cause {
-        GcCause::YoungFull => true,
-        // Stress alternates, so that both kinds run often.
-        GcCause::Stress => heap.stats.gc_count().is_multiple_of(2),
-        _ => false,
+    let concurrent = heap.concurrent.as_ref();
+    let count = heap.stats.gc_count();
+    // Stress alternates, so that every kind runs often: gen alternates young
+    // and full collections; gen-concurrent runs young collections during
+    // cycles and, between cycles, starts one or runs a full collection.
+    let (young_only, start_cycle) = match (cause, concurrent) {
+        (GcCause::YoungFull, _) => (true, false),
+        (GcCause::Stress, None) => (count.is_multiple_of(2), false),
+        (GcCause::Stress, Some(c)) if c.is_active() => (true, false),
+        (GcCause::Stress, Some(_)) => (!count.is_multiple_of(3), true),
+        (GcCause::HeapOccupancy | GcCause::AdaptiveGrowth, Some(_)) => (true, true),
+        _ => (false, false),
     };
     if young_only && has_room_to_promote(heap) {
-        young_collection(heap, world, cause);
-        if let Some(cause) = heap.trigger.should_collect(heap.old_used()) {
+        young_collection(heap, world, cause, start_cycle);
+        if concurrent.is_none()
+            && let Some(cause) = heap.trigger.should_collect(heap.old_used())
+        {
             full_collection(heap, world, cause);
         }
     } else {
+        let abandoned = concurrent.is_some_and(|c| c.abandon(heap, world));
+        let for_room = young_only || cause == GcCause::AllocationFailure;
+        let cause = if abandoned && for_room {
+            GcCause::ConcurrentModeFailure
+        } else {
+            cause
+        };
         full_collection(heap, world, cause);
     }
 }
@@ -68,7 +87,7 @@ fn full_collection<V: VM>(
     crate::mark_sweep::collect(heap, world, cause);
     let room = has_room_to_promote(heap);
     if room {
-        young_collection(heap, world, cause);
+        young_collection(heap, world, cause, false);
         // The full collection counted the young survivors as live already.
         heap.allocated.store(0, Relaxed);
     } else {
@@ -93,11 +112,14 @@ fn visit_queues<V: VM>(heap: &HeapInner<V>, visitor: &mut impl SlotVisitor) {
     }
 }
 
-/// Copies the young survivors; the world is stopped.
+/// Copies the young survivors; the world is stopped. For
+/// `gen-concurrent`, then starts a cycle (initial mark) if none is under
+/// way and `start_cycle` says so or the old generation's trigger fires.
 fn young_collection<V: VM>(
     heap: &HeapInner<V>,
     world: &mut StoppedWorld<'_, MutatorState<V>>,
     cause: GcCause,
+    start_cycle: bool,
 ) {
     let young = heap.young.as_ref().expect("a generational heap");
     let cards = heap.cards.as_ref().expect("a generational heap");
@@ -134,6 +156,20 @@ fn young_collection<V: VM>(
     unsafe { young.flip() };
     heap.allocated.fetch_add(done.promoted_bytes, Relaxed);
     heap.account_side_tables();
+    if let Some(concurrent) = &heap.concurrent
+        && !concurrent.is_active()
+    {
+        let trigger = &heap.trigger;
+        let cycle_cause = if start_cycle {
+            Some(cause)
+        } else {
+            (heap.old_used() >= trigger.threshold()).then(|| trigger.config().cause())
+        };
+        if let Some(cycle_cause) = cycle_cause {
+            timer.phase("initial-mark");
+            crate::concurrent::initial_mark(heap, world, cycle_cause);
+        }
+    }
     heap.verify_if_asked(world, &mut timer, index, cause, "after");
 
     let survived = done.survived_bytes + done.promoted_bytes;

@@ -1,8 +1,8 @@
 //! `Heap`: the object heap of one runtime — its spaces, mutators, collector,
 //! trigger, statistics and finalization queues.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
 
 use rtmem_base::{AllocError, Mutex, SpaceType};
 use rtmem_spaces::{SlotsAndBlocks, Spaces};
@@ -10,6 +10,7 @@ use rtmem_spaces::{SlotsAndBlocks, Spaces};
 use crate::barrier::BarrierSet;
 use crate::bitmap::MarkBitmap;
 use crate::card::CardTable;
+use crate::concurrent::{Concurrent, MarkingHold, PauseGuard};
 use crate::config::GcConfig;
 use crate::mutator::{Mutator, MutatorState};
 use crate::object::{HEADER_BYTES, ObjectRef};
@@ -53,6 +54,8 @@ pub(crate) struct Queues {
 }
 
 pub(crate) struct HeapInner<V: VM> {
+    /// The heap itself, for the concurrent marking thread to hold.
+    pub(crate) me: Weak<HeapInner<V>>,
     pub(crate) vm: V,
     pub(crate) spaces: Arc<Spaces>,
     pub(crate) config: GcConfig,
@@ -66,6 +69,8 @@ pub(crate) struct HeapInner<V: VM> {
     pub(crate) young: Option<Young>,
     /// The card table over the pool area (generational collectors).
     pub(crate) cards: Option<CardTable>,
+    /// The concurrent cycles' state (`gen-concurrent`).
+    pub(crate) concurrent: Option<Concurrent>,
     /// Set when eden could not be emptied for lack of room to promote:
     /// mutators then allocate in the tenured generation instead of asking
     /// for young collections, until a full collection makes room.
@@ -81,15 +86,16 @@ pub(crate) struct HeapInner<V: VM> {
     /// Mark-bitmap and card-table bytes accounted as the object space's
     /// metadata.
     pub(crate) side_tables_accounted: AtomicUsize,
+    /// Stop-the-world collections run by [`collect`](Self::collect).
+    pauses: AtomicUsize,
 }
 
 impl<V: VM> Heap<V> {
     /// A heap over `spaces` for the runtime `vm`.
     ///
     /// Errors: [`AllocError::BadLayout`] if the configuration is
-    /// inconsistent (no GC worker, a collector this version does not build
-    /// — `gen-concurrent` — named in the message, a card size that is not a
-    /// power of two from 64 to 4096); the kernel's error if the side tables
+    /// inconsistent (no GC worker, a card size that is not a power of two
+    /// from 64 to 4096); the kernel's error if the side tables
     /// cannot be reserved; the object space's error if it cannot hold the
     /// young generation.
     pub fn new(spaces: Arc<Spaces>, config: GcConfig, vm: V) -> Result<Heap<V>, AllocError> {
@@ -98,13 +104,6 @@ impl<V: VM> Heap<V> {
                 0,
                 1,
                 "gc_workers must be at least 1 (the collecting thread marks too)",
-            ));
-        }
-        if config.kind == GcKind::GenConcurrent {
-            return Err(AllocError::bad_layout(
-                0,
-                1,
-                "collector not built yet: this version builds `epsilon`, `stw` and `gen`",
             ));
         }
         spaces.pools().stats().set_object_header_bytes(HEADER_BYTES);
@@ -121,13 +120,20 @@ impl<V: VM> Heap<V> {
         let heap_limit = spaces.pools().limit(SpaceType::Object);
         let trigger =
             Trigger::new(config.trigger, heap_limit).with_stress_every(config.stress_every);
+        let concurrent = (config.kind == GcKind::GenConcurrent).then(Concurrent::new);
         tracing::debug!(collector = %config.kind, workers = config.gc_workers, "heap created");
         Ok(Heap {
-            inner: Arc::new(HeapInner {
+            inner: Arc::new_cyclic(|me| HeapInner {
+                me: me.clone(),
                 vm,
-                barriers: BarrierSet::for_collector(config.kind, cards.as_ref()),
+                barriers: BarrierSet::for_collector(
+                    config.kind,
+                    cards.as_ref(),
+                    concurrent.as_ref().map(Concurrent::marking_flag),
+                ),
                 young,
                 cards,
+                concurrent,
                 eden_blocked: AtomicBool::new(false),
                 stats: GcStats::new(config.kind),
                 safepoints: Safepoints::new(),
@@ -136,6 +142,7 @@ impl<V: VM> Heap<V> {
                 live: AtomicUsize::new(0),
                 peak: AtomicUsize::new(0),
                 side_tables_accounted: AtomicUsize::new(0),
+                pauses: AtomicUsize::new(0),
                 spaces,
                 config,
                 bitmap,
@@ -188,8 +195,35 @@ impl<V: VM> Heap<V> {
     /// Checks every object and every root (from a thread that is not a
     /// registered mutator; see [`Mutator::verify`]).
     pub fn verify(&self) -> Result<VerifyReport, VerifyError> {
-        let mut world = self.inner.safepoints.stop_the_world(None);
+        let (mut world, _pause) = self.inner.stop_the_world(None);
         self.inner.verify_stopped(&mut world)
+    }
+
+    /// Keeps `gen-concurrent`'s marking thread from taking its next step
+    /// while the hold lives (`None` for the other collectors): cycles still
+    /// start, but marking makes no progress and no remark runs. For tests
+    /// that need a mutator to act in the middle of marking, and for
+    /// debugging.
+    pub fn hold_marking(&self) -> Option<MarkingHold> {
+        self.inner.concurrent.as_ref().map(Concurrent::hold)
+    }
+
+    /// Whether a concurrent cycle (`gen-concurrent`) is under way.
+    pub fn concurrent_cycle_active(&self) -> bool {
+        self.inner
+            .concurrent
+            .as_ref()
+            .is_some_and(Concurrent::is_active)
+    }
+
+    /// Waits until no concurrent cycle is under way (returns at once for
+    /// the other collectors). A registered mutator calls
+    /// [`Mutator::await_concurrent_cycle`] instead: the cycle's remark pause
+    /// waits for it to reach a safepoint.
+    pub fn await_concurrent_cycle(&self) {
+        if let Some(concurrent) = &self.inner.concurrent {
+            concurrent.wait_idle();
+        }
     }
 
     /// Takes the objects that died and were resurrected for finalization,
@@ -291,10 +325,33 @@ impl<V: VM> HeapInner<V> {
         });
     }
 
+    /// Stops the world (with `requester` taking part) and holds the
+    /// concurrent marking thread, if any, until both are dropped.
+    pub(crate) fn stop_the_world<'a>(
+        &'a self,
+        requester: Option<&'a mut SafepointHandle<MutatorState<V>>>,
+    ) -> (StoppedWorld<'a, MutatorState<V>>, Option<PauseGuard<'a>>) {
+        let world = self.safepoints.stop_the_world(requester);
+        let pause = self.concurrent.as_ref().map(Concurrent::pause);
+        (world, pause)
+    }
+
+    /// What the trigger asks for with `old_used` bytes in the old
+    /// generation — except a heap-size collection while a concurrent cycle
+    /// is under way (the cycle is that collection).
+    pub(crate) fn collection_wanted(&self, old_used: usize) -> Option<crate::stats::GcCause> {
+        use crate::stats::GcCause;
+        let cause = self.trigger.should_collect(old_used)?;
+        let cycle = self.concurrent.as_ref().is_some_and(Concurrent::is_active);
+        let heap_size = matches!(cause, GcCause::HeapOccupancy | GcCause::AdaptiveGrowth);
+        (!(cycle && heap_size)).then_some(cause)
+    }
+
     /// Stops the world (with `requester` taking part) and collects, unless
-    /// the collector is epsilon, or another thread collected while this one
-    /// waited (then its work is done, except for allocation failures and
-    /// explicit requests, which collect again).
+    /// the collector is epsilon, or another thread ran a stop-the-world
+    /// collection while this one waited (then its work is done, except for
+    /// allocation failures and explicit requests, which collect again; a
+    /// concurrent cycle's remark does not count: it empties no eden).
     pub(crate) fn collect(
         &self,
         requester: Option<&mut SafepointHandle<MutatorState<V>>>,
@@ -304,9 +361,9 @@ impl<V: VM> HeapInner<V> {
         if self.config.kind == GcKind::Epsilon {
             return false;
         }
-        let seen = self.stats.gc_count();
-        let mut world = self.safepoints.stop_the_world(requester);
-        if self.stats.gc_count() != seen
+        let seen = self.pauses.load(Relaxed);
+        let (mut world, _pause) = self.stop_the_world(requester);
+        if self.pauses.load(Relaxed) != seen
             && !matches!(cause, GcCause::AllocationFailure | GcCause::Explicit)
         {
             return false;
@@ -315,6 +372,7 @@ impl<V: VM> HeapInner<V> {
             GcKind::Stw => crate::mark_sweep::collect(self, &mut world, cause),
             _ => crate::generational::collect(self, &mut world, cause),
         }
+        self.pauses.fetch_add(1, Relaxed);
         true
     }
 

@@ -46,6 +46,7 @@
 pub mod barrier;
 pub mod bitmap;
 pub mod card;
+mod concurrent;
 mod config;
 mod covered;
 mod evacuate;
@@ -57,6 +58,7 @@ mod mutator;
 pub mod object;
 mod parallel;
 pub mod safepoint;
+pub mod satb;
 pub mod stats;
 mod sync;
 pub mod termination;
@@ -65,6 +67,7 @@ pub mod verify;
 pub mod vm;
 mod young;
 
+pub use concurrent::MarkingHold;
 pub use config::{GcConfig, HeapConfig};
 pub use heap::{Heap, HeapFootprint};
 pub use mutator::Mutator;

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use rtmem_base::Swept;
 
 use crate::heap::HeapInner;
-use crate::mark::{Discovered, RootMarker, Traced, trace};
+use crate::mark::{Discovered, MarkScope, RootMarker, Traced, trace};
 use crate::mutator::MutatorState;
 use crate::object::{ObjectRef, set_finalizable};
 use crate::safepoint::StoppedWorld;
@@ -35,7 +35,8 @@ pub(crate) fn collect<V: VM>(
     heap.verify_if_asked(world, &mut timer, index, cause, "before");
 
     timer.phase("mark-roots");
-    let mut roots = RootMarker::new(&heap.bitmap);
+    let scope = MarkScope::all(&heap.bitmap);
+    let mut roots = RootMarker::new(scope);
     world.for_each_mutator(|state| V::Scanning::scan_mutator_roots(&mut state.roots, &mut roots));
     V::Scanning::scan_global_roots(&heap.vm, &mut roots);
     {
@@ -47,17 +48,18 @@ pub(crate) fn collect<V: VM>(
 
     timer.phase("mark");
     let workers = heap.config.gc_workers;
-    let mut traced = trace::<V>(&heap.bitmap, workers, roots.grey);
+    let mut traced = trace::<V>(scope, workers, roots.grey);
 
     timer.phase("references");
-    let clear_soft = cause == GcCause::AllocationFailure;
-    process_references(heap, &mut traced, clear_soft);
+    let clear_soft = matches!(
+        cause,
+        GcCause::AllocationFailure | GcCause::ConcurrentModeFailure
+    );
+    process_references(heap, scope, &mut traced, clear_soft);
 
     timer.phase("weak-tables");
+    process_weak_tables(heap, scope);
     let bitmap = &heap.bitmap;
-    V::Collection::process_weak_tables(&heap.vm, &|object: ObjectRef| {
-        bitmap.is_marked(object.addr()).then_some(object)
-    });
 
     timer.phase("sweep");
     let swept = sweep(heap);
@@ -101,20 +103,26 @@ pub(crate) fn collect<V: VM>(
 /// 4. phantom references whose referent is still unmarked are cleared and
 ///    queued for the runtime (a finalizable referent was resurrected in 3,
 ///    so its phantoms wait for the collection after its finalization).
-fn process_references<V: VM>(heap: &HeapInner<V>, traced: &mut Traced, clear_soft: bool) {
-    let bitmap = &heap.bitmap;
+///
+/// Out of `scope` (young objects, for a concurrent cycle) means live.
+pub(crate) fn process_references<V: VM>(
+    heap: &HeapInner<V>,
+    scope: MarkScope<'_>,
+    traced: &mut Traced,
+    clear_soft: bool,
+) {
     let workers = heap.config.gc_workers;
-    let dead = |r: &Discovered| r.referent().is_some_and(|o| !bitmap.is_marked(o.addr()));
+    let dead = |r: &Discovered| r.referent().is_some_and(|o| !scope.is_live(o.addr()));
     let mut found = std::mem::take(&mut traced.discovered);
     let mut pending = found.clone();
     while !clear_soft && !pending.is_empty() {
-        let mut soft = RootMarker::new(bitmap);
+        let mut soft = RootMarker::new(scope);
         for r in pending.iter().filter(|r| r.kind == ReferenceKind::Soft) {
             if let Some(o) = r.referent() {
                 soft.mark(o);
             }
         }
-        pending = traced.absorb(trace::<V>(bitmap, workers, soft.grey));
+        pending = traced.absorb(trace::<V>(scope, workers, soft.grey));
         found.extend_from_slice(&pending);
     }
     let clear_weak = |refs: &[Discovered]| {
@@ -127,7 +135,7 @@ fn process_references<V: VM>(heap: &HeapInner<V>, traced: &mut Traced, clear_sof
     clear_weak(&found);
 
     let mut queues = heap.queues.lock();
-    let mut dying = RootMarker::new(bitmap);
+    let mut dying = RootMarker::new(scope);
     queues.registered.retain(|&o| !dying.mark(o));
     let grey = dying.grey;
     for &o in &grey {
@@ -135,7 +143,7 @@ fn process_references<V: VM>(heap: &HeapInner<V>, traced: &mut Traced, clear_sof
         unsafe { set_finalizable(o, false) };
     }
     queues.to_finalize.extend_from_slice(&grey);
-    let resurrected = traced.absorb(trace::<V>(bitmap, workers, grey));
+    let resurrected = traced.absorb(trace::<V>(scope, workers, grey));
     clear_weak(&resurrected);
     found.extend(resurrected);
 
@@ -147,8 +155,16 @@ fn process_references<V: VM>(heap: &HeapInner<V>, traced: &mut Traced, clear_sof
     }
 }
 
+/// Lets the runtime clean its weak tables: an entry survives if its key
+/// is live in `scope`.
+pub(crate) fn process_weak_tables<V: VM>(heap: &HeapInner<V>, scope: MarkScope<'_>) {
+    V::Collection::process_weak_tables(&heap.vm, &|object: ObjectRef| {
+        scope.is_live(object.addr()).then_some(object)
+    });
+}
+
 /// Frees every unmarked object and clears the marks of the others.
-fn sweep<V: VM>(heap: &HeapInner<V>) -> Swept {
+pub(crate) fn sweep<V: VM>(heap: &HeapInner<V>) -> Swept {
     let bitmap = &heap.bitmap;
     let is_marked = |block: NonNull<u8>, _size: usize| bitmap.is_marked(block.as_ptr() as usize);
     let unmark_if_marked = |block: NonNull<u8>, _size: usize| {

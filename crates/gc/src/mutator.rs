@@ -13,6 +13,7 @@ use rtmem_tlab::Tlab;
 use crate::heap::{Heap, HeapInner};
 use crate::object::{HEADER_BYTES, Header, OBJECT_ALIGN, ObjectRef, set_finalizable};
 use crate::safepoint::SafepointHandle;
+use crate::satb::SatbBuffer;
 use crate::stats::{GcCause, GcKind};
 use crate::verify::{VerifyError, VerifyReport};
 use crate::vm::VM;
@@ -41,6 +42,8 @@ pub(crate) struct MutatorState<V: VM> {
     pinned_runs: LocalRuns,
     /// The allocation buffer in eden (generational collectors).
     pub(crate) tlab: Tlab,
+    /// References logged for concurrent marking (`gen-concurrent`).
+    pub(crate) satb: SatbBuffer,
 }
 
 impl<V: VM> MutatorState<V> {
@@ -90,6 +93,7 @@ impl<V: VM> Mutator<V> {
             runs: spaces.object().tenured().small().local(),
             pinned_runs: spaces.non_moving().objects().small().local(),
             tlab: Tlab::new(heap.inner.config.heap.tlab),
+            satb: SatbBuffer::default(),
         };
         let report_every = if heap.inner.config.stress_every > 0 {
             0
@@ -235,7 +239,7 @@ impl<V: VM> Mutator<V> {
             let cause = if stress {
                 Some(GcCause::Stress)
             } else {
-                inner.trigger.should_collect(used)
+                inner.collection_wanted(used)
             };
             if let Some(cause) = cause {
                 inner.collect(Some(&mut self.handle), cause);
@@ -252,7 +256,13 @@ impl<V: VM> Mutator<V> {
         };
         self.handle.data().unreported += size;
         // SAFETY: a fresh block of at least `size` bytes.
-        Ok(unsafe { init(ptr, type_word, size) })
+        let object = unsafe { init(ptr, type_word, size) };
+        if inner.concurrent.as_ref().is_some_and(|c| c.is_marking()) {
+            // Allocated black: marking does not scan it (its slots are
+            // null, and what is stored there later was reachable anyway).
+            inner.bitmap.mark(object.addr());
+        }
+        Ok(object)
     }
 
     /// Reads the reference slot at byte `offset` of `object`.
@@ -290,7 +300,10 @@ impl<V: VM> Mutator<V> {
     ///
     /// [`write_ref`](Self::write_ref) calls it for plain reference slots.
     /// For `epsilon` and `stw` it does nothing; for `gen` it dirties the
-    /// slot's card (the post-write barrier).
+    /// slot's card (the post-write barrier); for `gen-concurrent` it also
+    /// logs `old` while a cycle marks (the SATB pre-write barrier: the
+    /// store did not happen before the snapshot as far as marking is
+    /// concerned).
     #[inline(always)]
     pub fn write_barrier(
         &mut self,
@@ -299,10 +312,53 @@ impl<V: VM> Mutator<V> {
         old: Option<ObjectRef>,
         new: Option<ObjectRef>,
     ) {
-        let _ = (old, new);
-        if let Some(cards) = &self.heap.inner.cards {
+        let _ = new;
+        let inner = &self.heap.inner;
+        if let Some(cards) = &inner.cards {
             cards.dirty(object.addr() + offset);
         }
+        if let Some(old) = old
+            && inner.concurrent.as_ref().is_some_and(|c| c.is_marking())
+        {
+            self.log_for_marking(old);
+        }
+    }
+
+    /// Keeps `object` alive through a concurrent cycle under way: call it
+    /// for every reference read out of a *weak* place — a reference
+    /// object's referent, a weak table (interned strings, caches) — before
+    /// using it. A concurrent marker did not see that reference when it
+    /// scanned (weak places are not traced), so without this the object
+    /// could be freed while the runtime holds it. Costs one load and a
+    /// branch outside cycles; does nothing for the other collectors.
+    #[inline(always)]
+    pub fn keep_alive(&mut self, object: ObjectRef) {
+        if self
+            .heap
+            .inner
+            .concurrent
+            .as_ref()
+            .is_some_and(|c| c.is_marking())
+        {
+            self.log_for_marking(object);
+        }
+    }
+
+    /// The SATB barrier's slow path: logs an old object for the marker
+    /// (young objects are not marked by cycles: they are skipped).
+    #[cold]
+    #[inline(never)]
+    fn log_for_marking(&mut self, object: ObjectRef) {
+        let inner = &self.heap.inner;
+        if inner
+            .young
+            .as_ref()
+            .is_some_and(|y| y.contains(object.addr()))
+        {
+            return;
+        }
+        let concurrent = inner.concurrent.as_ref().expect("marking is on");
+        self.handle.data().satb.log(object, &concurrent.satb);
     }
 
     /// A safepoint: one load unless the collector asked the world to stop.
@@ -326,8 +382,15 @@ impl<V: VM> Mutator<V> {
     /// Checks every object and every root, with the world stopped.
     pub fn verify(&mut self) -> Result<VerifyReport, VerifyError> {
         let inner = &self.heap.inner;
-        let mut world = inner.safepoints.stop_the_world(Some(&mut self.handle));
+        let (mut world, _pause) = inner.stop_the_world(Some(&mut self.handle));
         inner.verify_stopped(&mut world)
+    }
+
+    /// Waits, as native code, until no concurrent cycle is under way
+    /// (returns at once for collectors other than `gen-concurrent`).
+    pub fn await_concurrent_cycle(&mut self) {
+        let heap = self.heap.clone();
+        self.in_native(|| heap.await_concurrent_cycle());
     }
 }
 
@@ -337,8 +400,13 @@ impl<V: VM> Drop for Mutator<V> {
     /// the allocators after it leaves the safepoint protocol (a collection
     /// may start at once and sweep them).
     fn drop(&mut self) {
-        let unreported = self.handle.data().flush(self.heap.inner.young.as_ref());
-        self.heap.inner.report_allocated(unreported);
+        let inner = &self.heap.inner;
+        let state = self.handle.data();
+        if let Some(concurrent) = &inner.concurrent {
+            state.satb.hand_off(&concurrent.satb);
+        }
+        let unreported = state.flush(inner.young.as_ref());
+        inner.report_allocated(unreported);
     }
 }
 

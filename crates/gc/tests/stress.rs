@@ -52,7 +52,7 @@ impl Rng {
 
 /// Checks an object reached from a root: its type is one the test makes,
 /// and a pair's children are too (one level: the verifier checks the rest).
-fn check(m: &Mutator<TestVm>, object: ObjectRef) {
+fn check(m: &mut Mutator<TestVm>, object: ObjectRef) {
     match m.tag(object) {
         PAIR => {
             for child in [m.left(object), m.right(object)].into_iter().flatten() {
@@ -130,7 +130,7 @@ fn mutate(heap: &Heap<TestVm>, shared: usize, seed: u64, until: Instant) -> u64 
             8 => m.set_root(slot, None),
             _ => {
                 if let Some(o) = m.root(slot) {
-                    check(&m, o);
+                    check(&mut m, o);
                 }
                 m.poll();
             }
@@ -160,6 +160,12 @@ fn run(kind: GcKind, threads: usize, duration: Duration, stress_every: u64) {
     let report = m.verify().unwrap();
     let summary = heap.summary();
     assert!(summary.gc_count > 2, "{summary}");
+    if kind == GcKind::GenConcurrent {
+        assert!(
+            summary.concurrent_count > 0,
+            "no concurrent cycle ended: {summary}"
+        );
+    }
     assert!(steps > 1000);
     // What is left is what the shared array reaches: at most its slots'
     // objects' graphs, never more than the heap held at its peak.
@@ -178,6 +184,11 @@ fn three_threads_mutate_a_generational_heap_with_the_verifier_on() {
 }
 
 #[test]
+fn three_threads_mutate_a_concurrently_marked_heap_with_the_verifier_on() {
+    run(GcKind::GenConcurrent, 3, Duration::from_millis(700), 2_000);
+}
+
+#[test]
 #[ignore = "minutes long: run with --ignored (release build recommended)"]
 fn long_randomized_graph_mutation() {
     run(GcKind::Stw, 4, Duration::from_secs(180), 20_000);
@@ -187,4 +198,10 @@ fn long_randomized_graph_mutation() {
 #[ignore = "minutes long: run with --ignored (release build recommended)"]
 fn long_randomized_graph_mutation_generational() {
     run(GcKind::Gen, 4, Duration::from_secs(180), 20_000);
+}
+
+#[test]
+#[ignore = "minutes long: run with --ignored (release build recommended)"]
+fn long_randomized_graph_mutation_concurrent() {
+    run(GcKind::GenConcurrent, 4, Duration::from_secs(180), 20_000);
 }

@@ -83,10 +83,7 @@ pub(crate) fn intern(m: &mut Mutator<LoxVm>, bytes: &[u8]) -> Result<ObjectRef, 
     if let Some(s) = found {
         // A string found through a weak table may be one a concurrent
         // marker has not reached (it was unreachable when marking began).
-        // rtmem has no keep-alive barrier, so report the string to the
-        // pre-write (SATB) barrier as an overwritten reference: it is then
-        // marked; other collectors ignore the old value.
-        m.write_barrier(s, string::LEN, Some(s), None);
+        m.keep_alive(s);
         return Ok(s);
     }
     let len = u32::try_from(bytes.len())

@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use rtmem::{BUILT_COLLECTORS, GcKind, Profile};
+use rtmem::{GcKind, Profile};
 use rtmem_base::SpaceType;
 use rtmem_lox::{Lox, Status};
 
@@ -234,7 +234,7 @@ fn corpus_passes_under_stress_collection() {
     for_each_program(|source, expected| {
         let objects = run(source, Profile::default()).objects;
         let every = (objects / 50).max(5);
-        for &gc in BUILT_COLLECTORS.iter().filter(|&&k| k != GcKind::Epsilon) {
+        for &gc in GcKind::ALL.iter().filter(|&&k| k != GcKind::Epsilon) {
             check(expected, &run(source, stress(gc, every)))
                 .map_err(|why| format!("under {gc} (stress_every = {every}): {why}"))?;
         }

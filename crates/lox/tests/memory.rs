@@ -2,7 +2,7 @@
 //! heap, dead functions give their code blocks back to the runtime-internal
 //! space, interned strings are weak, and a full heap is a runtime error.
 
-use rtmem::{BUILT_COLLECTORS, GcKind, Profile};
+use rtmem::{GcKind, Profile};
 use rtmem_base::SpaceType;
 use rtmem_lox::{Lox, Status};
 
@@ -19,9 +19,7 @@ fn small_trigger(gc: GcKind) -> Profile {
 }
 
 fn collectors() -> impl Iterator<Item = GcKind> {
-    BUILT_COLLECTORS
-        .into_iter()
-        .filter(|&k| k != GcKind::Epsilon)
+    GcKind::ALL.into_iter().filter(|&k| k != GcKind::Epsilon)
 }
 
 /// Runs `source`, expecting `stdout`; returns (object bytes allocated,

@@ -20,7 +20,7 @@
 mod manager;
 mod profile;
 
-pub use manager::{BUILT_COLLECTORS, ManagerError, MemoryManager, Report};
+pub use manager::{ManagerError, MemoryManager, Report};
 pub use profile::{DEFAULT_PROFILE, PROFILE_ENV, Profile, ProfileError, format_size, parse_size};
 pub use rtmem_gc::stats::{GcCause, GcKind};
 pub use rtmem_gc::trigger::{TriggerConfig, TriggerKind};

@@ -5,15 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use rtmem_base::{AllocError, MemStatsSnapshot};
-use rtmem_gc::stats::{GcKind, GcSummary};
+use rtmem_gc::stats::GcSummary;
 use rtmem_gc::{Heap, HeapFootprint, Mutator, VM};
 use rtmem_spaces::Spaces;
 use serde::Serialize;
 
 use crate::profile::{Profile, ProfileError};
-
-/// The collectors this version builds.
-pub const BUILT_COLLECTORS: [GcKind; 3] = [GcKind::Epsilon, GcKind::Stw, GcKind::Gen];
 
 /// Why a [`MemoryManager`] could not be built.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,16 +18,6 @@ pub const BUILT_COLLECTORS: [GcKind; 3] = [GcKind::Epsilon, GcKind::Stw, GcKind:
 pub enum ManagerError {
     /// The profile could not be loaded.
     Profile(ProfileError),
-    /// The profile names a collector this version does not build. It is
-    /// refused, never replaced by another.
-    CollectorNotBuilt {
-        /// The profile's name.
-        profile: String,
-        /// Where the profile came from.
-        source: String,
-        /// The collector it names.
-        gc: GcKind,
-    },
     /// The spaces or the heap could not be set up.
     Memory(AllocError),
 }
@@ -39,19 +26,6 @@ impl fmt::Display for ManagerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ManagerError::Profile(e) => e.fmt(f),
-            ManagerError::CollectorNotBuilt {
-                profile,
-                source,
-                gc,
-            } => {
-                let built: Vec<_> = BUILT_COLLECTORS.iter().map(|k| k.name()).collect();
-                write!(
-                    f,
-                    "{source}: profile `{profile}` selects gc = \"{gc}\", which this version of \
-                     rtmem does not build yet (built: {})",
-                    built.join(", ")
-                )
-            }
             ManagerError::Memory(e) => write!(f, "cannot set up the memory manager: {e}"),
         }
     }
@@ -84,7 +58,7 @@ impl From<AllocError> for ManagerError {
 /// let p = m.pair(None, None).unwrap();
 /// assert_eq!(m.left(p), None);
 /// let report = mm.report();
-/// assert_eq!(report.gc.collector, rtmem::GcKind::Stw);
+/// assert_eq!(report.gc.collector, rtmem::GcKind::GenConcurrent);
 /// assert!(report.to_string().contains("object"));
 /// ```
 pub struct MemoryManager<V: VM> {
@@ -94,16 +68,8 @@ pub struct MemoryManager<V: VM> {
 }
 
 impl<V: VM> MemoryManager<V> {
-    /// Builds the spaces and the heap `profile` describes. A collector this
-    /// version does not build is an error naming the profile and the key.
+    /// Builds the spaces and the heap `profile` describes.
     pub fn new(profile: Profile, vm: V) -> Result<MemoryManager<V>, ManagerError> {
-        if !BUILT_COLLECTORS.contains(&profile.gc) {
-            return Err(ManagerError::CollectorNotBuilt {
-                profile: profile.name.clone(),
-                source: profile.source.clone(),
-                gc: profile.gc,
-            });
-        }
         let spaces = Arc::new(Spaces::new(profile.spaces_config())?);
         let heap = Heap::new(spaces.clone(), profile.gc_config(), vm)?;
         tracing::info!(profile = %profile.name, gc = %profile.gc, "memory manager created");

@@ -4,7 +4,7 @@
 
 use std::alloc::Layout;
 
-use rtmem::{GcCause, GcKind, ManagerError, MemoryManager, Profile};
+use rtmem::{GcCause, GcKind, MemoryManager, Profile};
 use rtmem_base::{AllocError, SpaceType};
 use rtmem_testvm::{TestMutator, TestVm};
 
@@ -38,20 +38,6 @@ fn assert_limit(err: AllocError, space: SpaceType) {
         "{err}"
     );
     assert!(err.to_string().contains(space.name()), "{err}");
-}
-
-#[test]
-fn collectors_that_are_not_built_are_refused_by_name() {
-    let mut profile = Profile::from_name("balanced").unwrap();
-    profile.gc = rtmem::GcKind::GenConcurrent;
-    let err = MemoryManager::new(profile, TestVm::default())
-        .err()
-        .unwrap();
-    assert!(matches!(err, ManagerError::CollectorNotBuilt { .. }));
-    let message = err.to_string();
-    assert!(message.contains("builtin:balanced"), "{message}");
-    assert!(message.contains("gc = \"gen-concurrent\""), "{message}");
-    assert!(message.contains("built: epsilon, stw"), "{message}");
 }
 
 #[test]

@@ -101,7 +101,10 @@ impl TestVm {
         self.interned.lock().len()
     }
 
-    /// The interned blob with these bytes, if it is still alive.
+    /// The interned blob with these bytes, if it is still alive. (A mutator
+    /// that keeps it must pass it to
+    /// [`Mutator::keep_alive`](rtmem_gc::Mutator::keep_alive) first, as
+    /// [`intern`](Self::intern) does.)
     pub fn lookup_interned(&self, bytes: &[u8]) -> Option<ObjectRef> {
         self.interned.lock().get(bytes).copied()
     }
@@ -110,6 +113,8 @@ impl TestVm {
     /// to it. The table holds it weakly: root it to keep it.
     pub fn intern(m: &mut Mutator<TestVm>, bytes: &[u8]) -> Result<ObjectRef, AllocError> {
         if let Some(found) = m.heap().vm().lookup_interned(bytes) {
+            // Read out of a weak table: see `Mutator::keep_alive`.
+            m.keep_alive(found);
             return Ok(found);
         }
         let blob = m.blob(bytes)?;
@@ -245,8 +250,10 @@ pub trait TestMutator {
     fn set(&mut self, array: ObjectRef, index: usize, value: Option<ObjectRef>);
     /// A blob's bytes.
     fn bytes(&self, blob: ObjectRef) -> Vec<u8>;
-    /// A reference object's referent (null once cleared).
-    fn referent(&self, reference: ObjectRef) -> Option<ObjectRef>;
+    /// A reference object's referent (null once cleared), kept alive
+    /// through a concurrent cycle under way
+    /// ([`Mutator::keep_alive`](rtmem_gc::Mutator::keep_alive)).
+    fn referent(&mut self, reference: ObjectRef) -> Option<ObjectRef>;
     /// The type tag of an object.
     fn tag(&self, object: ObjectRef) -> u64;
     /// Pushes a root; returns its index.
@@ -391,13 +398,17 @@ impl TestMutator for Mutator<TestVm> {
         unsafe { std::slice::from_raw_parts(word(blob, 2).cast::<u8>(), len) }.to_vec()
     }
 
-    fn referent(&self, reference: ObjectRef) -> Option<ObjectRef> {
+    fn referent(&mut self, reference: ObjectRef) -> Option<ObjectRef> {
         let t = check(self, reference, None);
         assert!(
             matches!(t, WEAK | SOFT | PHANTOM),
             "{reference:?} is not a reference object (type tag {t})"
         );
-        *slot(reference, 1)
+        let referent = *slot(reference, 1);
+        if let Some(object) = referent {
+            self.keep_alive(object);
+        }
+        referent
     }
 
     fn tag(&self, object: ObjectRef) -> u64 {
