@@ -18,7 +18,16 @@
 //! 3. **Remark** (the second pause): the stopped mutators' buffers are
 //!    drained with `gc_workers` threads; references and weak tables are
 //!    processed (young referents and keys count as live); the barrier is
-//!    switched off; the unmarked old objects are swept.
+//!    switched off; the free lists and large objects are swept, and every
+//!    run of slots in use is set apart for sweeping
+//!    ([`RunSlotsAllocator::detach_for_sweep`](rtmem_runslots::RunSlotsAllocator::detach_for_sweep)).
+//! 4. **Concurrent sweeping** on the same thread, a few runs per step: each
+//!    run is swept with the mark bitmap, its marks cleared and the run given
+//!    back. Mutators and promotions allocate in other runs meanwhile (never
+//!    in a run awaiting its sweep), so nothing needs to be allocated black.
+//!    The next cycle starts only after the sweep; a full collection finishes
+//!    it first. The verifier skips the unmarked objects of runs awaiting
+//!    their sweep (they are garbage whose references may dangle).
 //!
 //! Every object reachable when marking began is marked by the end (the
 //! snapshot), and so is everything allocated old since; a young object only
@@ -44,10 +53,12 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
+use rtmem_base::Swept;
+use rtmem_runslots::SweepSet;
 
 use crate::heap::HeapInner;
 use crate::mark::{MarkScope, Marker, RootMarker, trace};
-use crate::mark_sweep::{process_references, process_weak_tables, sweep};
+use crate::mark_sweep::{process_references, process_weak_tables, sweep_blocks};
 use crate::mutator::MutatorState;
 use crate::object::ObjectRef;
 use crate::safepoint::StoppedWorld;
@@ -57,6 +68,9 @@ use crate::vm::{ObjectModel, Scanning, VM};
 
 /// Handshakes the marking thread asks for at most before it remarks.
 const MAX_HANDSHAKES: usize = 4;
+
+/// Runs the sweeping thread sweeps per step, per run-of-slots allocator.
+const RUNS_PER_STEP: usize = 32;
 
 /// The state of `gen-concurrent`'s cycles, shared by mutators, pauses and the
 /// marking thread.
@@ -94,6 +108,11 @@ struct CycleState {
     /// initial mark: what is allocated after it is black.
     allocated_at_start: usize,
     heap_before: usize,
+    /// The runs awaiting their sweep, one set per block set
+    /// ([`HeapInner::block_sets`] order); empty outside the sweep.
+    sweeping: Vec<SweepSet>,
+    /// What the cycle has freed so far.
+    swept: Swept,
 }
 
 /// A pause's hold on the marking thread: it marks nothing while this lives.
@@ -183,24 +202,37 @@ impl Concurrent {
         }
     }
 
+    /// Calls `f` with the runs awaiting their sweep (none outside a
+    /// cycle's sweep).
+    pub(crate) fn with_unswept<R>(&self, f: impl FnOnce(&[SweepSet]) -> R) -> R {
+        f(&self.state.lock().sweeping)
+    }
+
     /// Ends the cycle (under the state lock): wakes the waiters.
     fn end(&self, state: &mut CycleState) {
         state.epoch += 1;
         state.grey = Vec::new();
+        debug_assert!(state.sweeping.iter().all(SweepSet::is_empty));
+        state.sweeping = Vec::new();
         self.marking.store(false, Relaxed);
         self.active.store(false, Relaxed);
         self.ended.notify_all();
     }
 
-    /// In a pause: abandons the cycle under way, if any — the barrier goes
-    /// off, logged references are dropped and every mark is cleared.
-    /// Returns whether there was one.
+    /// In a pause: abandons the cycle under way, if it is marking — the
+    /// barrier goes off, logged references are dropped and every mark is
+    /// cleared — and returns true. A cycle that is sweeping is not
+    /// abandoned: its sweep is finished here (so that the bitmap is clear
+    /// for a full collection) and its thread ends it.
     pub(crate) fn abandon<V: VM>(
         &self,
         heap: &HeapInner<V>,
         world: &mut StoppedWorld<'_, MutatorState<V>>,
     ) -> bool {
-        if !self.is_active() {
+        if !self.is_marking() {
+            if self.is_active() {
+                sweep_step(heap, &mut self.state.lock(), usize::MAX);
+            }
             return false;
         }
         tracing::debug!("concurrent cycle abandoned");
@@ -257,6 +289,7 @@ pub(crate) fn initial_mark<V: VM>(
         state.started = Some(Instant::now());
         state.allocated_at_start = heap.allocated.load(Relaxed);
         state.heap_before = heap.used();
+        state.swept = Swept::default();
         state.epoch
     };
     concurrent.active.store(true, Relaxed);
@@ -315,13 +348,61 @@ fn run<V: VM>(heap: Arc<HeapInner<V>>, epoch: u64) {
             break;
         }
     }
-    let _gate = concurrent.gate.lock();
-    let mut world = heap.safepoints.stop_the_world(None);
-    let _work = concurrent.work.lock();
-    if concurrent.state.lock().epoch != epoch {
-        return;
+    let timer = {
+        let _gate = concurrent.gate.lock();
+        let mut world = heap.safepoints.stop_the_world(None);
+        let _work = concurrent.work.lock();
+        if concurrent.state.lock().epoch != epoch {
+            return;
+        }
+        remark(&heap, &mut world, timer, marker, stack)
+    };
+
+    loop {
+        let _gate = concurrent.gate.lock();
+        let work = concurrent.work.lock();
+        let mut state = concurrent.state.lock();
+        if state.epoch != epoch {
+            return;
+        }
+        if sweep_step(&heap, &mut state, RUNS_PER_STEP) {
+            let record = CollectionRecord {
+                start: heap.stats.since_created(state.started.expect("a cycle has a start")),
+                heap_before: state.heap_before,
+                heap_after: heap.used(),
+                freed_bytes: state.swept.bytes,
+                objects_freed: state.swept.objects,
+                ..CollectionRecord::new(
+                    CollectionKind::ConcurrentCycle,
+                    state.cause.expect("a cycle has a cause"),
+                    timer.finish(),
+                )
+            };
+            tracing::debug!(freed = state.swept.bytes, "concurrent cycle done");
+            heap.stats.record(record);
+            concurrent.end(&mut state);
+            return;
+        }
+        drop(state);
+        MutexGuard::unlock_fair(work);
     }
-    remark(&heap, &mut world, timer, marker, stack);
+}
+
+/// Sweeps up to `max_runs` runs of each set awaiting its sweep; returns
+/// whether none is left.
+fn sweep_step<V: VM>(heap: &HeapInner<V>, state: &mut CycleState, max_runs: usize) -> bool {
+    let bitmap = &heap.bitmap;
+    let mut swept = Swept::default();
+    for (blocks, set) in heap.block_sets().into_iter().zip(&mut state.sweeping) {
+        swept += blocks.small().sweep_detached(
+            set,
+            max_runs,
+            |block, _| bitmap.is_marked(block.as_ptr() as usize),
+            |start, len| bitmap.clear_range(start, len),
+        );
+    }
+    state.swept += swept;
+    state.sweeping.iter().all(SweepSet::is_empty)
 }
 
 /// Marks the logged objects not marked yet and adds them to `stack`.
@@ -329,23 +410,23 @@ fn grey_logged(scope: MarkScope<'_>, logged: Vec<ObjectRef>, stack: &mut Vec<Obj
     stack.extend(logged.into_iter().filter(|o| scope.mark(o.addr())));
 }
 
-/// The remark pause and the sweep; the world is stopped and the marking
-/// thread's work is in `marker` and `stack`.
+/// The remark pause; the world is stopped and the marking thread's work is
+/// in `marker` and `stack`. Sets the runs of slots apart for the sweep that
+/// follows and returns the cycle's timer, in its `sweep` phase.
 fn remark<V: VM>(
     heap: &HeapInner<V>,
     world: &mut StoppedWorld<'_, MutatorState<V>>,
     mut timer: PhaseTimer,
     marker: Marker<'_, V>,
     mut stack: Vec<ObjectRef>,
-) {
+) -> PhaseTimer {
     let concurrent = heap.concurrent.as_ref().expect("a gen-concurrent heap");
     let young = heap.young.as_ref().expect("a generational heap");
     let scope = MarkScope::old_only(&heap.bitmap, young);
-    let (cause, started, allocated_at_start, heap_before) = {
+    let (cause, allocated_at_start, heap_before) = {
         let state = concurrent.state.lock();
         (
             state.cause.expect("a cycle has a cause"),
-            state.started.expect("a cycle has a start"),
             state.allocated_at_start,
             state.heap_before,
         )
@@ -365,8 +446,21 @@ fn remark<V: VM>(
     process_weak_tables(heap, scope);
     concurrent.marking.store(false, Relaxed);
 
-    timer.phase("sweep");
-    let swept = sweep(heap);
+    timer.phase("sweep-start");
+    let swept = sweep_blocks(heap);
+    let sets: Vec<SweepSet> = heap
+        .block_sets()
+        .into_iter()
+        // SAFETY: the world is stopped and every mutator's runs flushed
+        // (above); the young collections' promotion handles are flushed
+        // when each ends.
+        .map(|blocks| unsafe { blocks.small().detach_for_sweep() })
+        .collect();
+    {
+        let mut state = concurrent.state.lock();
+        state.swept += swept;
+        state.sweeping = sets;
+    }
     let black = heap
         .allocated
         .load(Relaxed)
@@ -377,16 +471,8 @@ fn remark<V: VM>(
     heap.peak.fetch_max(heap_before, Relaxed);
     heap.trigger.collected(live);
     heap.account_side_tables();
-    concurrent.end(&mut concurrent.state.lock());
     heap.verify_if_asked(world, &mut timer, index, cause, "after");
-    tracing::debug!(live, swept = swept.bytes, "concurrent cycle done");
-    let record = CollectionRecord {
-        start: heap.stats.since_created(started),
-        heap_before,
-        heap_after: heap.used(),
-        freed_bytes: swept.bytes,
-        objects_freed: swept.objects,
-        ..CollectionRecord::new(CollectionKind::ConcurrentCycle, cause, timer.finish())
-    };
-    heap.stats.record(record);
+    tracing::debug!(live, "remark done; sweeping");
+    timer.concurrent_phase("sweep");
+    timer
 }

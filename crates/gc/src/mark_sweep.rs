@@ -167,14 +167,6 @@ pub(crate) fn process_weak_tables<V: VM>(heap: &HeapInner<V>, scope: MarkScope<'
 pub(crate) fn sweep<V: VM>(heap: &HeapInner<V>) -> Swept {
     let bitmap = &heap.bitmap;
     let is_marked = |block: NonNull<u8>, _size: usize| bitmap.is_marked(block.as_ptr() as usize);
-    let unmark_if_marked = |block: NonNull<u8>, _size: usize| {
-        let addr = block.as_ptr() as usize;
-        let marked = bitmap.is_marked(addr);
-        if marked {
-            bitmap.unmark(addr);
-        }
-        marked
-    };
     let mut swept = Swept::default();
     for blocks in heap.block_sets() {
         // SAFETY: the world is stopped: no mutator allocates or frees, and
@@ -186,6 +178,25 @@ pub(crate) fn sweep<V: VM>(heap: &HeapInner<V>) -> Swept {
                     bitmap.clear_range(start, len)
                 })
         };
+    }
+    swept += sweep_blocks(heap);
+    swept
+}
+
+/// The part of [`sweep`] outside the runs of slots: the free lists and the
+/// large objects, visited one object at a time.
+pub(crate) fn sweep_blocks<V: VM>(heap: &HeapInner<V>) -> Swept {
+    let bitmap = &heap.bitmap;
+    let unmark_if_marked = |block: NonNull<u8>, _size: usize| {
+        let addr = block.as_ptr() as usize;
+        let marked = bitmap.is_marked(addr);
+        if marked {
+            bitmap.unmark(addr);
+        }
+        marked
+    };
+    let mut swept = Swept::default();
+    for blocks in heap.block_sets() {
         swept += blocks.medium().sweep(unmark_if_marked);
     }
     swept += heap.spaces.humongous().large().sweep(unmark_if_marked);

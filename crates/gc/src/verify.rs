@@ -13,6 +13,8 @@
 use std::fmt;
 use std::ptr::NonNull;
 
+use rtmem_runslots::SweepSet;
+
 use crate::heap::HeapInner;
 use crate::mutator::MutatorState;
 use crate::object::{Header, ObjectRef};
@@ -177,9 +179,23 @@ impl<V: VM> HeapInner<V> {
         let mut blocks = Vec::new();
         let mut add =
             |start: NonNull<u8>, size: usize| blocks.push((start.as_ptr() as usize, size));
-        for set in self.block_sets() {
-            set.small().walk(&mut add);
-            set.medium().walk(&mut add);
+        // Unmarked objects in runs awaiting a concurrent sweep are garbage
+        // (their references may dangle): not objects any more.
+        let mut walk_blocks = |unswept: &[SweepSet]| {
+            for (i, set) in self.block_sets().into_iter().enumerate() {
+                set.small().walk(|start, size| {
+                    let addr = start.as_ptr() as usize;
+                    let awaiting_sweep = unswept.get(i).is_some_and(|s| s.contains(addr));
+                    if !awaiting_sweep || self.bitmap.is_marked(addr) {
+                        add(start, size);
+                    }
+                });
+                set.medium().walk(&mut add);
+            }
+        };
+        match &self.concurrent {
+            Some(concurrent) => concurrent.with_unswept(walk_blocks),
+            None => walk_blocks(&[]),
         }
         self.spaces.humongous().large().walk(&mut add);
         if let Some(young) = &self.young {

@@ -260,3 +260,90 @@ fn traced_by(workers: usize, root_depth: u32) -> usize {
 fn tracing_terminates_only_when_all_work_is_done() {
     model(|| assert_eq!(traced_by(2, 2), 7));
 }
+
+/// Objects each mutator of the SATB models logs: with buffers of two, the
+/// first two go to the queue as a full buffer, the third stays in the
+/// buffer until a handshake or the remark.
+const LOGGED_PER_MUTATOR: usize = 3;
+
+/// The SATB hand-off, as `concurrent.rs` runs it: two mutators log distinct
+/// objects into their own buffers of two, full buffers going to the queue,
+/// while this thread (the marking thread) takes what is queued twice. Each
+/// mutator then answers a handshake by handing its partial buffer over,
+/// unless `second_stops_unhanded` (it is stopped before it gets there, its
+/// last entry still in its buffer). After the joins (the stopped world) the
+/// remark takes the rest of the queue and each buffer's entries.
+///
+/// Whatever the interleaving, every logged object is taken exactly once, a
+/// full buffer is never taken in part, and the remark leaves nothing behind.
+fn satb_hand_off_model(second_stops_unhanded: bool) {
+    use rtmem_gc::ObjectRef;
+    use rtmem_gc::satb::{SatbBuffer, SatbQueue};
+
+    let object = |k: usize| ObjectRef::from_addr(0x1000 * k).unwrap();
+    let logged_by =
+        move |m: usize| (1..=LOGGED_PER_MUTATOR).map(move |i| object(m * LOGGED_PER_MUTATOR + i));
+    model(move || {
+        let queue = Arc::new(SatbQueue::new());
+        let mutators: Vec<_> = (0..2)
+            .map(|m| {
+                let queue = queue.clone();
+                let hands_off = !(second_stops_unhanded && m == 1);
+                loom::thread::spawn(move || {
+                    let mut buffer = SatbBuffer::with_capacity(2);
+                    for o in logged_by(m) {
+                        buffer.log(o, &queue); // the pre-write barrier
+                    }
+                    if hands_off {
+                        buffer.hand_off(&queue); // the handshake closure
+                    }
+                    buffer
+                })
+            })
+            .collect();
+        let mut takes = vec![queue.take_all(), queue.take_all()];
+
+        // The remark pause: the mutators are stopped.
+        let mut buffers: Vec<SatbBuffer> =
+            mutators.into_iter().map(|t| t.join().unwrap()).collect();
+        for (m, buffer) in buffers.iter().enumerate() {
+            let expected = if second_stops_unhanded && m == 1 {
+                1
+            } else {
+                0
+            };
+            assert_eq!(buffer.len(), expected, "mutator {m}'s buffer at the remark");
+        }
+        takes.push(queue.take_all());
+        takes.extend(buffers.iter_mut().map(SatbBuffer::take));
+        assert!(queue.is_empty() && buffers.iter().all(SatbBuffer::is_empty));
+
+        for take in &takes {
+            for m in 0..2 {
+                let full: Vec<_> = logged_by(m).take(2).collect();
+                assert!(
+                    full.iter().all(|o| take.contains(o)) || !full.iter().any(|o| take.contains(o)),
+                    "a full buffer was taken in part: {take:?}"
+                );
+            }
+        }
+        let mut seen = takes.concat();
+        seen.sort();
+        let all: Vec<_> = (0..2).flat_map(logged_by).collect();
+        assert_eq!(seen, all, "every logged object is taken exactly once");
+    });
+}
+
+/// Both mutators answer the handshake: the remark finds their last entries
+/// in the queue, if the marking thread did not take them already.
+#[test]
+fn satb_buffers_handed_off_are_taken_exactly_once() {
+    satb_hand_off_model(false);
+}
+
+/// One mutator is stopped with a partial buffer it never handed over: the
+/// remark finds its last entry with `take`.
+#[test]
+fn satb_buffer_not_handed_off_is_taken_at_the_remark() {
+    satb_hand_off_model(true);
+}
