@@ -9,7 +9,9 @@
 //! - `gc_arena`: gc-arena's incremental mark-sweep, `collect_debt` between
 //!   trees whenever the allocation debt passes 1024 `Gc`s;
 //! - `bumpalo`: every tree in a bump reset after its check, the lower bound
-//!   with no collection at all.
+//!   with no collection at all;
+//! - `rtmem_stw`, `rtmem_gen` (profile `throughput`), `rtmem_gen_concurrent`
+//!   (profile `balanced`, the default): a fresh memory manager per run.
 
 use std::hint::black_box;
 use std::time::Duration;

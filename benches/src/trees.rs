@@ -48,6 +48,7 @@ pub const IMPLEMENTATIONS: &[(&str, RunTrees)] = &[
     ("bumpalo", run_bumpalo),
     ("rtmem_stw", run_rtmem_stw),
     ("rtmem_gen", run_rtmem_gen),
+    ("rtmem_gen_concurrent", run_rtmem_gen_concurrent),
 ];
 
 /// Runs the binary-trees program for `max_depth` on `heap` without printing,
@@ -340,6 +341,12 @@ pub fn run_rtmem_stw(max_depth: u32) -> u64 {
 /// profile (the generational collector, `gen`).
 pub fn run_rtmem_gen(max_depth: u32) -> u64 {
     run_rtmem("throughput", GcKind::Gen, max_depth)
+}
+
+/// [`binary_trees`] on a fresh [`MemoryManager`] of the `balanced` profile
+/// (the default): `gen-concurrent`.
+pub fn run_rtmem_gen_concurrent(max_depth: u32) -> u64 {
+    run_rtmem("balanced", GcKind::GenConcurrent, max_depth)
 }
 
 fn run_rtmem(profile: &str, gc: GcKind, max_depth: u32) -> u64 {

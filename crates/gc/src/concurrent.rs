@@ -367,7 +367,9 @@ fn run<V: VM>(heap: Arc<HeapInner<V>>, epoch: u64) {
         }
         if sweep_step(&heap, &mut state, RUNS_PER_STEP) {
             let record = CollectionRecord {
-                start: heap.stats.since_created(state.started.expect("a cycle has a start")),
+                start: heap
+                    .stats
+                    .since_created(state.started.expect("a cycle has a start")),
                 heap_before: state.heap_before,
                 heap_after: heap.used(),
                 freed_bytes: state.swept.bytes,

@@ -41,6 +41,7 @@ use crate::heap::HeapInner;
 use crate::mutator::alloc_block;
 use crate::object::{HEADER_BYTES, Header, ObjectRef};
 use crate::parallel::{Scanner, drain};
+use crate::stats::PhaseTimer;
 use crate::vm::{ObjectModel, Scanning, SlotVisitor, VM};
 use crate::young::Young;
 
@@ -316,14 +317,18 @@ pub(crate) fn evacuate<V: VM>(
     heap: &HeapInner<V>,
     young: &Young,
     cards: &CardTable,
+    timer: &mut PhaseTimer,
     roots: impl FnOnce(&mut Evacuator<'_, V>),
 ) -> Evacuated {
     let mut workers: Vec<Evacuator<'_, V>> = (0..heap.config.gc_workers)
         .map(|_| Evacuator::new(heap, young, cards))
         .collect();
+    timer.phase("roots");
     roots(&mut workers[0]);
     let mut grey = std::mem::take(&mut workers[0].grey);
+    timer.phase("cards");
     grey.extend(dirty_old_objects(heap, cards));
+    timer.phase("copy");
     drain(&mut workers, grey);
     let mut done = Evacuated::default();
     for worker in workers {

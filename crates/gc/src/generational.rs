@@ -133,8 +133,7 @@ fn young_collection<V: VM>(
     let objects_before = young.accounted_objects();
     heap.verify_if_asked(world, &mut timer, index, cause, "before");
 
-    timer.phase("evacuate");
-    let done = evacuate(heap, young, cards, |evacuator| {
+    let done = evacuate(heap, young, cards, &mut timer, |evacuator| {
         world.for_each_mutator(|state| {
             V::Scanning::scan_mutator_roots(&mut state.roots, evacuator);
         });

@@ -5,22 +5,25 @@
 //!   reference objects), [`Scanning`] (reference slots of objects, mutator
 //!   roots and globals, as `&mut` slots), [`Collection`] (weak tables);
 //! - [`Heap`]: the object heap over the runtime's [`Spaces`](rtmem_spaces::Spaces),
-//!   collected by the collector its [`GcConfig`] names (`epsilon` or the
-//!   stop-the-world mark-sweep `stw`, with parallel marking); finalization
-//!   and phantom queues; the [`verify`] heap verifier;
+//!   collected by the collector its [`GcConfig`] names (`epsilon`, the
+//!   stop-the-world mark-sweep `stw`, the generational `gen`, and
+//!   `gen-concurrent`, whose old generation is marked and swept by a
+//!   background thread); finalization and phantom queues; the [`verify`]
+//!   heap verifier;
 //! - [`Mutator`]: a runtime thread's handle — allocation fast paths,
 //!   barriers, safepoint polls, its roots;
 //! - [`safepoint`]: stop-the-world with a guard, per-thread handshakes and
 //!   native-code transitions, model-checked with loom;
 //! - [`object`]: object references and the one-word object header;
-//! - [`bitmap`], [`card`], [`barrier`]: side metadata and the raw facts a
-//!   JIT inlines barriers from;
+//! - [`bitmap`], [`card`], [`barrier`], [`satb`]: side metadata, the raw
+//!   facts a JIT inlines barriers from, and the SATB buffers of concurrent
+//!   marking;
 //! - [`stats`], [`trigger`]: per-collection records and pause histograms;
 //!   when to collect;
 //! - [`termination`]: when parallel tracing is over (loom-checked).
 //!
-//! The design, including the generational collectors still to come, is
-//! `docs/gc-design.md`; `rtmem-testvm` is a complete small binding.
+//! The design is `docs/gc-design.md`; `rtmem-testvm` is a complete small
+//! binding.
 //!
 //! ```
 //! use std::sync::Arc;
