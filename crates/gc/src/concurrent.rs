@@ -115,6 +115,23 @@ struct CycleState {
     swept: Swept,
 }
 
+/// One step of a cycle's thread: it holds the gate, the work lock and the
+/// cycle's state.
+struct Step<'a> {
+    _gate: MutexGuard<'a, ()>,
+    work: MutexGuard<'a, ()>,
+    state: MutexGuard<'a, CycleState>,
+}
+
+impl Step<'_> {
+    /// Ends the step: a waiting pause gets the work lock before the thread
+    /// takes it again.
+    fn end(self) {
+        drop(self.state);
+        MutexGuard::unlock_fair(self.work);
+    }
+}
+
 /// A pause's hold on the marking thread: it marks nothing while this lives.
 pub(crate) struct PauseGuard<'a> {
     _work: MutexGuard<'a, ()>,
@@ -200,6 +217,19 @@ impl Concurrent {
         while self.is_active() {
             self.ended.wait(&mut state);
         }
+    }
+
+    /// Begins a step of the thread of cycle `epoch`: waits for holds and
+    /// pauses to end; `None` if the cycle was abandoned meanwhile.
+    fn begin_step(&self, epoch: u64) -> Option<Step<'_>> {
+        let gate = self.gate.lock();
+        let work = self.work.lock();
+        let state = self.state.lock();
+        (state.epoch == epoch).then_some(Step {
+            _gate: gate,
+            work,
+            state,
+        })
     }
 
     /// Calls `f` with the runs awaiting their sweep (none outside a
@@ -319,18 +349,13 @@ fn run<V: VM>(heap: Arc<HeapInner<V>>, epoch: u64) {
     let yield_requested = || concurrent.yield_requested.load(Relaxed);
     loop {
         {
-            let _gate = concurrent.gate.lock();
-            let work = concurrent.work.lock();
-            let mut state = concurrent.state.lock();
-            if state.epoch != epoch {
+            let Some(mut step) = concurrent.begin_step(epoch) else {
                 return;
-            }
-            stack.append(&mut state.grey);
-            drop(state);
+            };
+            stack.append(&mut step.state.grey);
             grey_logged(scope, concurrent.satb.take_all(), &mut stack);
             let drained = marker.trace_until(&mut stack, yield_requested);
-            // A waiting pause gets the lock before this thread takes it again.
-            MutexGuard::unlock_fair(work);
+            step.end();
             if !drained || !concurrent.satb.is_empty() {
                 continue;
             }
@@ -359,13 +384,11 @@ fn run<V: VM>(heap: Arc<HeapInner<V>>, epoch: u64) {
     };
 
     loop {
-        let _gate = concurrent.gate.lock();
-        let work = concurrent.work.lock();
-        let mut state = concurrent.state.lock();
-        if state.epoch != epoch {
+        let Some(mut step) = concurrent.begin_step(epoch) else {
             return;
-        }
-        if sweep_step(&heap, &mut state, RUNS_PER_STEP) {
+        };
+        let state = &mut *step.state;
+        if sweep_step(&heap, state, RUNS_PER_STEP) {
             let record = CollectionRecord {
                 start: heap
                     .stats
@@ -382,11 +405,10 @@ fn run<V: VM>(heap: Arc<HeapInner<V>>, epoch: u64) {
             };
             tracing::debug!(freed = state.swept.bytes, "concurrent cycle done");
             heap.stats.record(record);
-            concurrent.end(&mut state);
+            concurrent.end(state);
             return;
         }
-        drop(state);
-        MutexGuard::unlock_fair(work);
+        step.end();
     }
 }
 

@@ -974,8 +974,8 @@ pub(crate) mod tests {
         );
     }
 
-    #[cfg(debug_assertions)]
-    fn panic_message(f: impl FnOnce()) -> String {
+    /// The message of the panic `f` raises.
+    pub(crate) fn panic_message(f: impl FnOnce()) -> String {
         let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
             .expect_err("expected a panic");
         payload

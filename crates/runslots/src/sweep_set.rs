@@ -329,19 +329,10 @@ mod tests {
     use rtmem_base::{PoolManagerConfig, SpaceType};
 
     use super::*;
-    use crate::allocator::tests::{allocator, walked};
+    use crate::allocator::tests::{allocator, panic_message, walked};
 
     fn ptr(addr: usize) -> NonNull<u8> {
         NonNull::new(addr as *mut u8).unwrap()
-    }
-
-    fn panic_message(f: impl FnOnce()) -> String {
-        let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-            .expect_err("expected a panic");
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_default()
     }
 
     /// Runs of `run_size` holding the addresses of `ptrs`.

@@ -17,6 +17,8 @@
 //! The threaded test sweeps a set in chunks on one thread while another
 //! allocates, frees its own objects and frees live old ones.
 
+mod common;
+use common::{Rng, pattern};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -413,22 +415,6 @@ proptest! {
         }
         harness.finish();
     }
-}
-
-/// A small xorshift generator.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-fn pattern(addr: usize) -> u8 {
-    (addr >> 3) as u8 | 1
 }
 
 /// Whether the old object at `addr` is unreachable (two in three).

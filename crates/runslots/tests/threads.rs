@@ -5,6 +5,8 @@
 //! once every handle is dropped, every pool is back with the pool manager and
 //! the space's statistics show nothing live.
 
+mod common;
+use common::{Rng, pattern};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -13,23 +15,6 @@ use rtmem_base::{PoolManager, PoolManagerConfig, SpaceType};
 use rtmem_runslots::RunSlotsAllocator;
 
 const SPACE: SpaceType = SpaceType::RuntimeInternal;
-
-/// A small xorshift generator per thread.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-/// The byte every object at `addr` is filled with.
-fn pattern(addr: usize) -> u8 {
-    (addr >> 3) as u8 | 1
-}
 
 fn fill(p: NonNull<u8>, size: usize) {
     // SAFETY: a fresh allocation of at least `size` bytes.
