@@ -57,8 +57,8 @@ use rtmem_base::Swept;
 use rtmem_runslots::SweepSet;
 
 use crate::heap::HeapInner;
-use crate::mark::{MarkScope, Marker, RootMarker, trace};
-use crate::mark_sweep::{process_references, process_weak_tables, sweep_blocks};
+use crate::mark::{MarkScope, Marker, trace};
+use crate::mark_sweep::{mark_roots, process_references, process_weak_tables, sweep_blocks};
 use crate::mutator::MutatorState;
 use crate::object::ObjectRef;
 use crate::safepoint::StoppedWorld;
@@ -287,15 +287,7 @@ pub(crate) fn initial_mark<V: VM>(
     let concurrent = heap.concurrent.as_ref().expect("a gen-concurrent heap");
     let young = heap.young.as_ref().expect("a generational heap");
     debug_assert!(!concurrent.is_active());
-    let mut roots = RootMarker::new(MarkScope::old_only(&heap.bitmap, young));
-    world.for_each_mutator(|state| V::Scanning::scan_mutator_roots(&mut state.roots, &mut roots));
-    V::Scanning::scan_global_roots(&heap.vm, &mut roots);
-    {
-        let queues = heap.queues.lock();
-        for &object in queues.to_finalize.iter().chain(&queues.phantoms) {
-            roots.mark(object);
-        }
-    }
+    let mut roots = mark_roots(heap, world, MarkScope::old_only(&heap.bitmap, young));
     let scan_young = |object: ObjectRef, header, _size| {
         V::Scanning::scan_object(object, header, &mut roots);
         if let Some((_, offset)) = V::ObjectModel::reference(object, header) {
@@ -490,11 +482,7 @@ fn remark<V: VM>(
         .load(Relaxed)
         .saturating_sub(allocated_at_start);
     let live = traced.bytes + black;
-    heap.live.store(live, Relaxed);
-    heap.allocated.store(0, Relaxed);
-    heap.peak.fetch_max(heap_before, Relaxed);
-    heap.trigger.collected(live);
-    heap.account_side_tables();
+    heap.marked_live(live, heap_before);
     heap.verify_if_asked(world, &mut timer, index, cause, "after");
     tracing::debug!(live, "remark done; sweeping");
     timer.concurrent_phase("sweep");

@@ -98,7 +98,7 @@ impl<'a, V: VM> Evacuator<'a, V> {
             done: Evacuated::default(),
             young_ref: false,
             grey: Vec::new(),
-            black: heap.concurrent.as_ref().is_some_and(|c| c.is_marking()),
+            black: heap.marking(),
             alone: heap.config.gc_workers == 1,
             survivor_full: false,
         }

@@ -158,11 +158,10 @@ fn young_collection<V: VM>(
     if let Some(concurrent) = &heap.concurrent
         && !concurrent.is_active()
     {
-        let trigger = &heap.trigger;
         let cycle_cause = if start_cycle {
             Some(cause)
         } else {
-            (heap.old_used() >= trigger.threshold()).then(|| trigger.config().cause())
+            heap.trigger.threshold_reached(heap.old_used())
         };
         if let Some(cycle_cause) = cycle_cause {
             timer.phase("initial-mark");

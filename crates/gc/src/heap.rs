@@ -325,6 +325,24 @@ impl<V: VM> HeapInner<V> {
         });
     }
 
+    /// After a marking of the old generation found `live` bytes live (with
+    /// `before` in use when it began): the old generation's use, the peak,
+    /// the trigger's next threshold and the side tables' accounting.
+    pub(crate) fn marked_live(&self, live: usize, before: usize) {
+        self.live.store(live, Relaxed);
+        self.allocated.store(0, Relaxed);
+        self.peak.fetch_max(before, Relaxed);
+        self.trigger.collected(live);
+        self.account_side_tables();
+    }
+
+    /// Whether a concurrent cycle is marking: the SATB barrier is on and
+    /// old allocations and promotions are allocated black.
+    #[inline(always)]
+    pub(crate) fn marking(&self) -> bool {
+        self.concurrent.as_ref().is_some_and(Concurrent::is_marking)
+    }
+
     /// Stops the world (with `requester` taking part) and holds the
     /// concurrent marking thread, if any, until both are dropped.
     pub(crate) fn stop_the_world<'a>(

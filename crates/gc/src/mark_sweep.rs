@@ -8,7 +8,6 @@
 //! again; record the collection. Every phase runs in a `tracing` span.
 
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering::Relaxed;
 
 use rtmem_base::Swept;
 
@@ -36,15 +35,7 @@ pub(crate) fn collect<V: VM>(
 
     timer.phase("mark-roots");
     let scope = MarkScope::all(&heap.bitmap);
-    let mut roots = RootMarker::new(scope);
-    world.for_each_mutator(|state| V::Scanning::scan_mutator_roots(&mut state.roots, &mut roots));
-    V::Scanning::scan_global_roots(&heap.vm, &mut roots);
-    {
-        let queues = heap.queues.lock();
-        for &object in queues.to_finalize.iter().chain(&queues.phantoms) {
-            roots.mark(object);
-        }
-    }
+    let roots = mark_roots(heap, world, scope);
 
     timer.phase("mark");
     let workers = heap.config.gc_workers;
@@ -64,11 +55,7 @@ pub(crate) fn collect<V: VM>(
     timer.phase("sweep");
     let swept = sweep(heap);
     let live = traced.bytes;
-    heap.live.store(live, Relaxed);
-    heap.allocated.store(0, Relaxed);
-    heap.peak.fetch_max(before, Relaxed);
-    heap.trigger.collected(live);
-    heap.account_side_tables();
+    heap.marked_live(live, before);
     if let Some(young) = &heap.young {
         // Young objects were marked to trace through them; they are not
         // swept (a young collection empties their regions), but the dead
@@ -91,6 +78,23 @@ pub(crate) fn collect<V: VM>(
         ..CollectionRecord::new(CollectionKind::Full, cause, timer.finish())
     };
     heap.stats.record(record);
+}
+
+/// Marks the roots in `scope`: every mutator's, the global ones, and the
+/// objects waiting in the finalization and phantom queues.
+pub(crate) fn mark_roots<'a, V: VM>(
+    heap: &HeapInner<V>,
+    world: &mut StoppedWorld<'_, MutatorState<V>>,
+    scope: MarkScope<'a>,
+) -> RootMarker<'a> {
+    let mut roots = RootMarker::new(scope);
+    world.for_each_mutator(|state| V::Scanning::scan_mutator_roots(&mut state.roots, &mut roots));
+    V::Scanning::scan_global_roots(&heap.vm, &mut roots);
+    let queues = heap.queues.lock();
+    for &object in queues.to_finalize.iter().chain(&queues.phantoms) {
+        roots.mark(object);
+    }
+    roots
 }
 
 /// Weak, soft and phantom references, and finalization, in Java's order:

@@ -257,7 +257,7 @@ impl<V: VM> Mutator<V> {
         self.handle.data().unreported += size;
         // SAFETY: a fresh block of at least `size` bytes.
         let object = unsafe { init(ptr, type_word, size) };
-        if inner.concurrent.as_ref().is_some_and(|c| c.is_marking()) {
+        if inner.marking() {
             // Allocated black: marking does not scan it (its slots are
             // null, and what is stored there later was reachable anyway).
             inner.bitmap.mark(object.addr());
@@ -313,14 +313,12 @@ impl<V: VM> Mutator<V> {
         new: Option<ObjectRef>,
     ) {
         let _ = new;
-        let inner = &self.heap.inner;
-        if let Some(cards) = &inner.cards {
+        if let Some(cards) = &self.heap.inner.cards {
             cards.dirty(object.addr() + offset);
         }
-        if let Some(old) = old
-            && inner.concurrent.as_ref().is_some_and(|c| c.is_marking())
-        {
-            self.log_for_marking(old);
+        if let Some(old) = old {
+            // The pre-write barrier is the weak-read one, on the old value.
+            self.keep_alive(old);
         }
     }
 
@@ -333,13 +331,7 @@ impl<V: VM> Mutator<V> {
     /// branch outside cycles; does nothing for the other collectors.
     #[inline(always)]
     pub fn keep_alive(&mut self, object: ObjectRef) {
-        if self
-            .heap
-            .inner
-            .concurrent
-            .as_ref()
-            .is_some_and(|c| c.is_marking())
-        {
+        if self.heap.inner.marking() {
             self.log_for_marking(object);
         }
     }

@@ -180,10 +180,14 @@ impl Trigger {
     /// runs, so every thread that checks in the meantime sees it.
     #[inline]
     pub fn should_collect(&self, heap_used: usize) -> Option<GcCause> {
-        let pending = self.pending.load(Relaxed);
-        if pending != NO_REQUEST {
-            return Some(GcCause::ALL[pending as usize - 1]);
-        }
+        self.pending().or_else(|| self.threshold_reached(heap_used))
+    }
+
+    /// The heap-size part of [`should_collect`](Self::should_collect): the
+    /// policy's cause if `heap_used` reached the threshold, pending requests
+    /// aside.
+    #[inline]
+    pub fn threshold_reached(&self, heap_used: usize) -> Option<GcCause> {
         (heap_used >= self.threshold()).then(|| self.config.cause())
     }
 
