@@ -65,15 +65,17 @@ unsafe impl Send for Slot {}
 /// Runs `f` under loom with a preemption bound of 3 (or `LOOM_MAX_PREEMPTIONS`),
 /// and checks that loom explored at least `min_schedules` schedules.
 fn model(min_schedules: usize, f: impl Fn() + Sync + Send + 'static) {
-    static SCHEDULES: AtomicUsize = AtomicUsize::new(0);
+    // One counter per model: the test harness runs models on several threads
+    // at once, so a shared static would count other models' schedules too.
+    let schedules = std::sync::Arc::new(AtomicUsize::new(0));
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound.get_or_insert(3);
-    SCHEDULES.store(0, Relaxed);
+    let counter = schedules.clone();
     builder.check(move || {
-        SCHEDULES.fetch_add(1, Relaxed);
+        counter.fetch_add(1, Relaxed);
         f()
     });
-    let explored = SCHEDULES.load(Relaxed);
+    let explored = schedules.load(Relaxed);
     assert!(
         explored >= min_schedules,
         "loom explored only {explored} schedules"
