@@ -88,6 +88,22 @@ pub fn prefetch_read(addr: usize) {
     let _ = addr;
 }
 
+/// Asks the CPU to start fetching the cache line of `addr` for writing: a
+/// copying collector's hint for a header it is about to overwrite with a
+/// forwarding address. Like [`prefetch_read`], only a hint: any address
+/// will do.
+#[inline(always)]
+pub fn prefetch_write(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_ET0, _mm_prefetch};
+        // SAFETY: as in `prefetch_read`.
+        unsafe { _mm_prefetch::<_MM_HINT_ET0>(std::ptr::without_provenance(addr)) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

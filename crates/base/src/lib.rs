@@ -36,7 +36,7 @@ mod vmem;
 
 pub use address::{
     PREFETCH_DISTANCE, align_down, align_up, checked_align_up, is_aligned, page_size,
-    prefetch_ahead, prefetch_read,
+    prefetch_ahead, prefetch_read, prefetch_write,
 };
 pub use error::AllocError;
 pub use lock::{Mutex, MutexGuard};

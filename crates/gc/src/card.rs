@@ -307,6 +307,18 @@ impl CardTable {
         }
     }
 
+    /// Whether any card overlapping `[start, end)` is dirty (an acquire
+    /// read of each, as [`for_each_dirty`](Self::for_each_dirty) without
+    /// cleaning).
+    ///
+    /// # Panics
+    /// If the range is not inside the covered range.
+    pub fn any_dirty(&self, start: usize, end: usize) -> bool {
+        self.cards[self.cards_of(start, end)]
+            .iter()
+            .any(|card| card.load(Acquire) == Self::DIRTY)
+    }
+
     /// The raw facts a compiler inlines the barrier from.
     ///
     /// Not available under loom, whose atomics are not bytes in memory.

@@ -185,10 +185,10 @@ impl<'a, V: VM> Evacuator<'a, V> {
         // SAFETY: `to` is a fresh block of `size` bytes, disjoint from the
         // object; the object's body is intact (only its header was claimed).
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                (object.addr() + HEADER_BYTES) as *const u8,
-                to.as_ptr().add(HEADER_BYTES),
-                size - HEADER_BYTES,
+            copy_body(
+                object.addr() as *const u64,
+                to.cast::<u64>().as_ptr(),
+                size.div_ceil(8),
             );
             to.cast::<u64>().write(aged.to_bits());
         }
@@ -241,6 +241,43 @@ impl<'a, V: VM> Evacuator<'a, V> {
     }
 }
 
+/// Copies the body (all but the header word) of an object of `words`
+/// words from `from` to `to`. Most objects are a few words: those are
+/// copied by fixed-size moves, not a call to `memcpy`.
+///
+/// # Safety
+/// `from` and `to` are 8-aligned, disjoint, and valid for `words` (at
+/// least 1) words. (Blocks are whole words: an object whose size is not
+/// a multiple of 8 was allocated rounded up.)
+#[inline(always)]
+unsafe fn copy_body(from: *const u64, to: *mut u64, words: usize) {
+    const { assert!(HEADER_BYTES == 8, "the header is one word") };
+    /// Copies words `1..=N`.
+    #[inline(always)]
+    unsafe fn body<const N: usize>(from: *const u64, to: *mut u64) {
+        // SAFETY: the caller's block holds `N + 1` words.
+        unsafe {
+            to.add(1)
+                .cast::<[u64; N]>()
+                .write(from.add(1).cast::<[u64; N]>().read())
+        }
+    }
+    // SAFETY: for every arm, the blocks hold `words` words.
+    unsafe {
+        match words {
+            1 => {}
+            2 => body::<1>(from, to),
+            3 => body::<2>(from, to),
+            4 => body::<3>(from, to),
+            5 => body::<4>(from, to),
+            6 => body::<5>(from, to),
+            7 => body::<6>(from, to),
+            8 => body::<7>(from, to),
+            n => std::ptr::copy_nonoverlapping(from.add(1), to.add(1), n - 1),
+        }
+    }
+}
+
 impl<V: VM> SlotVisitor for Evacuator<'_, V> {
     #[inline]
     fn visit(&mut self, slot: &mut Option<ObjectRef>) {
@@ -263,49 +300,72 @@ impl<V: VM> Scanner for Evacuator<'_, V> {
         self.scan_object(object);
         std::mem::swap(&mut self.grey, stack);
     }
+
+    /// The object is a copy this collection just wrote (or an old object
+    /// on a dirty card): what scanning it will miss on is the headers of
+    /// the young objects it references, which are about to be claimed and
+    /// forwarded. Fetch those for writing.
+    #[inline]
+    fn prefetch(&mut self, object: ObjectRef) {
+        /// Prefetches the young objects the slots it is shown hold.
+        struct Prefetch<'a>(&'a Young);
+        impl SlotVisitor for Prefetch<'_> {
+            #[inline]
+            fn visit(&mut self, slot: &mut Option<ObjectRef>) {
+                if let Some(object) = *slot
+                    && self.0.is_collected(object.addr())
+                {
+                    rtmem_base::prefetch_write(object.addr());
+                }
+            }
+        }
+        // SAFETY: as in `scan_object`: a copy or an allocated old object,
+        // whose header is ordinary.
+        let header = Header::from_bits(unsafe { (object.addr() as *const u64).read() });
+        V::Scanning::scan_object(object, header, &mut Prefetch(self.young));
+    }
 }
 
 /// The old objects on dirty cards, whose cards are now clean.
+///
+/// Runs of slots are found from the card table, a group of clean cards at
+/// a time, so the cost follows the dirty cards, not the size of the
+/// tenured generation; free-list and large objects are walked (there are
+/// few of them). The world is stopped: cleaning the cards once they are
+/// found is as good as after (an object left referencing young ones
+/// dirties its card again when it is scanned).
 pub(crate) fn dirty_old_objects<V: VM>(heap: &HeapInner<V>, cards: &CardTable) -> Vec<ObjectRef> {
-    let mut found = Vec::new();
-    let any_dirty = |start: usize, end: usize| {
-        let mut dirty = false;
-        cards.for_each_dirty(start, end, false, |_, _| dirty = true);
-        dirty
+    let object = |block: NonNull<u8>| {
+        ObjectRef::from_addr(block.as_ptr() as usize).expect("blocks are not at 0")
     };
-    let mut scanned_runs = Vec::new();
-    let mut take = |block: NonNull<u8>, size: usize| {
+    // Free-list and large objects overlapping a dirty card. Their cards
+    // are cleaned only once all are found: neighbours may share a card.
+    let mut blocks = Vec::new();
+    let mut take_block = |block: NonNull<u8>, size: usize| {
         let start = block.as_ptr() as usize;
-        if any_dirty(start, start + size) {
-            found.push(ObjectRef::from_addr(start).expect("blocks are not at 0"));
+        if cards.any_dirty(start, start + size) {
+            blocks.push((start, size));
         }
     };
+    let mut found = Vec::new();
     for set in heap.block_sets() {
-        set.small().walk_runs_where(
-            |start, end| {
-                let dirty = any_dirty(start, end);
-                if dirty {
-                    scanned_runs.push((start, end));
-                }
-                dirty
+        // The dirty cards of the runs are cleaned as they are read; every
+        // slot overlapping one is taken.
+        set.small().walk_live_overlapping(
+            |start, end, ranges| {
+                cards.for_each_dirty(start, end, true, |lo, hi| match ranges.last_mut() {
+                    Some(last) if last.1 == lo => last.1 = hi,
+                    _ => ranges.push((lo, hi)),
+                });
             },
-            &mut take,
+            |slot, _| found.push(object(slot)),
         );
-        set.medium().walk(&mut take);
+        set.medium().walk(&mut take_block);
     }
-    heap.spaces.humongous().large().walk(&mut take);
-    // The world is stopped: cleaning after finding is as good as before.
-    for (start, end) in scanned_runs {
-        cards.clean_range(start, end - start);
-    }
-    for object in &found {
-        // SAFETY: an allocated old object; its header is ordinary.
-        let header = Header::from_bits(unsafe { (object.addr() as *const u64).read() });
-        let size = V::ObjectModel::size(*object, header);
-        for card in (object.addr()..object.addr() + size).step_by(cards.card_size()) {
-            cards.clean(card);
-        }
-        cards.clean(object.addr() + size - 1);
+    heap.spaces.humongous().large().walk(&mut take_block);
+    for (start, size) in blocks {
+        cards.for_each_dirty(start, start + size, true, |_, _| {});
+        found.push(ObjectRef::from_addr(start).expect("blocks are not at 0"));
     }
     found
 }

@@ -21,6 +21,7 @@ use crate::object::{Header, ObjectRef};
 use crate::safepoint::StoppedWorld;
 use crate::stats::{GcCause, PhaseTimer};
 use crate::vm::{ObjectModel, Scanning, SlotVisitor, VM};
+use crate::young::Young;
 
 /// What a successful verification checked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -76,6 +77,15 @@ pub enum VerifyError {
         /// The block's usable size.
         block: usize,
     },
+    /// An old object that references a young one while none of its cards
+    /// is dirty: the next young collection would not find the reference
+    /// (a missing post-write barrier).
+    CleanCard {
+        /// The old object.
+        object: usize,
+        /// The young object it references.
+        young: usize,
+    },
 }
 
 impl fmt::Display for VerifyError {
@@ -107,6 +117,11 @@ impl fmt::Display for VerifyError {
                 f,
                 "object {object:#x} claims {size} bytes but its block holds {block}"
             ),
+            VerifyError::CleanCard { object, young } => write!(
+                f,
+                "old object {object:#x} references young object {young:#x} but no card \
+                 of it is dirty (a store without the write barrier?)"
+            ),
         }
     }
 }
@@ -119,12 +134,19 @@ struct Checker<'a> {
     holder: Holder,
     checked: usize,
     error: Option<VerifyError>,
+    /// The young generation, if any, and the first young object the
+    /// object being checked references.
+    young: Option<&'a Young>,
+    young_ref: Option<usize>,
 }
 
 impl Checker<'_> {
     fn check(&mut self, value: Option<ObjectRef>) {
         let Some(object) = value else { return };
         self.checked += 1;
+        if self.young.is_some_and(|y| y.contains(object.addr())) {
+            self.young_ref.get_or_insert(object.addr());
+        }
         if self.error.is_none() && self.starts.binary_search(&object.addr()).is_err() {
             self.error = Some(VerifyError::BadReference {
                 holder: self.holder,
@@ -215,6 +237,8 @@ impl<V: VM> HeapInner<V> {
             holder: Holder::GlobalRoot,
             checked: 0,
             error: None,
+            young: self.young.as_ref(),
+            young_ref: None,
         };
         for &(start, block) in &blocks {
             // SAFETY: an allocated block of the heap holds an object whose
@@ -236,11 +260,23 @@ impl<V: VM> HeapInner<V> {
                 object: start,
                 offset: 0,
             };
+            checker.young_ref = None;
             V::Scanning::scan_object(object, header, &mut checker);
             if let Some((_, offset)) = V::ObjectModel::reference(object, header) {
                 // SAFETY: the referent slot is a word inside the object.
                 let slot = unsafe { &mut *((start + offset) as *mut Option<ObjectRef>) };
                 checker.visit(slot);
+            }
+            // The remembered set: an old object referencing a young one
+            // must be on a dirty card.
+            if let (Some(young), Some(cards)) = (checker.young_ref, &self.cards)
+                && !checker.young.is_some_and(|y| y.contains(start))
+                && !cards.any_dirty(start, start + size)
+            {
+                return Err(VerifyError::CleanCard {
+                    object: start,
+                    young,
+                });
             }
             report.objects += 1;
         }

@@ -129,6 +129,40 @@ fn a_young_object_reachable_only_from_an_old_one_survives() {
     }
 }
 
+/// The control for the test above: the same old-to-young store made
+/// without the barrier leaves the holder's card clean, and the verifier
+/// names the holder and the young object before a collection loses it.
+#[test]
+fn the_verifier_reports_an_old_to_young_store_without_the_barrier() {
+    let heap = gen_heap(1, 64 * MIB);
+    let mut m = heap.register(Default::default());
+    let p = m.pair(None, None).unwrap();
+    let at = m.push_root(Some(p));
+    young_collection(&mut m);
+    young_collection(&mut m);
+    let holder = m.root(at).unwrap();
+    assert!(!is_young(&heap, holder));
+    let young = node(&mut m, 42);
+    assert!(is_young(&heap, young));
+    // SAFETY: the holder's left slot (word 1); a store without the
+    // barrier, as a runtime that forgot it would make.
+    unsafe { ((holder.addr() + 8) as *mut Option<ObjectRef>).write(Some(young)) };
+    let error = m
+        .verify()
+        .expect_err("the old-to-young reference is on a clean card");
+    assert_eq!(
+        error,
+        rtmem_gc::verify::VerifyError::CleanCard {
+            object: holder.addr(),
+            young: young.addr(),
+        },
+        "{error}"
+    );
+    // With the barrier the same heap verifies.
+    m.set_left(holder, Some(young));
+    m.verify().unwrap();
+}
+
 #[test]
 fn a_full_collection_frees_old_garbage_and_empties_eden() {
     let heap = gen_heap(1, 64 * MIB);

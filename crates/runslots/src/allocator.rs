@@ -236,25 +236,49 @@ impl RunSlotsAllocator {
         });
     }
 
-    /// Calls `region(start, end)` with the byte range of every run in use
-    /// and, where it answers true, `f(start, slot size)` for every live slot
-    /// of that run. A generational collector finds the objects on dirty
-    /// cards this way without visiting runs that have none.
+    /// Calls `f(start, slot size)` once for every live slot that overlaps
+    /// one of the byte ranges `ranges` reports. For each pool, `ranges(start,
+    /// end, out)` is called with the part runs were carved from and pushes
+    /// onto `out` (empty on entry) the ranges of interest inside it, sorted
+    /// and disjoint. Only the runs those ranges touch are read, so a
+    /// generational collector finds the objects on dirty cards in time
+    /// proportional to the dirty cards, not to the heap.
     ///
     /// Holds the heap lock like [`walk`](Self::walk): neither closure may
     /// allocate from or free into this allocator.
-    pub fn walk_runs_where(
+    pub fn walk_live_overlapping(
         &self,
-        mut region: impl FnMut(usize, usize) -> bool,
+        mut ranges: impl FnMut(usize, usize, &mut Vec<(usize, usize)>),
         mut f: impl FnMut(NonNull<u8>, usize),
     ) {
         let heap = self.heap.lock();
         let run_size = self.heap.run_size();
-        heap.for_each_run(|run| {
-            let start = run.base().as_ptr() as usize;
-            if region(start, start + run_size) {
-                let slot_size = run.geometry().slot_size as usize;
-                run.for_each_live(|index| f(run.slot(index), slot_size));
+        let mut found = Vec::new();
+        heap.for_each_carved(|start, end, run_at| {
+            found.clear();
+            ranges(start, end, &mut found);
+            // Slots before `next` were reported already (a slot may overlap
+            // two ranges).
+            let mut next = 0;
+            for &(lo, hi) in &found {
+                debug_assert!(
+                    start <= lo && lo <= hi && hi <= end,
+                    "range outside the pool"
+                );
+                let mut at = lo.max(next);
+                while at < hi {
+                    let run_end = (at & !(run_size - 1)) + run_size;
+                    if let Some(run) = run_at(at) {
+                        let slot_size = run.geometry().slot_size as usize;
+                        let slots = run.slots_overlapping(at, hi.min(run_end));
+                        run.for_each_live_in(slots.start, slots.end, |index| {
+                            let slot = run.slot(index);
+                            next = slot.as_ptr() as usize + slot_size;
+                            f(slot, slot_size);
+                        });
+                    }
+                    at = run_end.max(next);
+                }
             }
         });
     }

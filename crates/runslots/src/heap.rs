@@ -316,6 +316,30 @@ impl HeapGuard<'_> {
         }
     }
 
+    /// Calls `f(start, end)` with the part of every pool held that runs were
+    /// carved from so far, and then `run(addr)` answers, for any `addr` in
+    /// that part, the run in use containing it (`None` for a free run).
+    pub(crate) fn for_each_carved(
+        &self,
+        mut f: impl FnMut(usize, usize, &dyn Fn(usize) -> Option<Run>),
+    ) {
+        let run_size = self.heap.run_size;
+        let mut pool = self.state.pools;
+        while let Some(first) = pool {
+            // SAFETY: as in `for_each_run`.
+            let info = unsafe { first.pool_info(|p| *p) };
+            let start = info.pool.start_addr();
+            let end = start + info.carved as usize * run_size;
+            let run_at = |addr: usize| {
+                debug_assert!((start..end).contains(&addr));
+                let run = self.heap.nth_run(first, ((addr - start) / run_size) as u32);
+                (run.owner() != FREE_RUN).then_some(run)
+            };
+            f(start, end, &run_at);
+            pool = info.next;
+        }
+    }
+
     /// The pool held that contains `addr`, as its first run and bookkeeping.
     /// O(pools held).
     fn pool_containing(&self, addr: usize) -> Option<(Run, PoolInfo)> {

@@ -364,15 +364,43 @@ impl Run {
     }
 
     /// Calls `f` with the index of every live slot.
-    pub fn for_each_live(self, mut f: impl FnMut(usize)) {
-        for word in 0..self.geometry().words as usize {
+    pub fn for_each_live(self, f: impl FnMut(usize)) {
+        self.for_each_live_in(0, self.geometry().slots as usize, f);
+    }
+
+    /// Calls `f` with the index of every live slot in `first..last`
+    /// (`last` at most the number of slots), in increasing order.
+    pub fn for_each_live_in(self, first: usize, last: usize, mut f: impl FnMut(usize)) {
+        debug_assert!(last <= self.geometry().slots as usize);
+        if first >= last {
+            return;
+        }
+        for word in first / 64..last.div_ceil(64) {
             let mut live =
                 self.alloc_word(word).load(Relaxed) & !self.marked_word(word).load(Relaxed);
+            if word == first / 64 {
+                live &= u64::MAX << (first % 64);
+            }
+            if word == (last - 1) / 64 && !last.is_multiple_of(64) {
+                live &= (1u64 << (last % 64)) - 1;
+            }
             while live != 0 {
                 f(word * 64 + live.trailing_zeros() as usize);
                 live &= live - 1;
             }
         }
+    }
+
+    /// The indices `first..last` of the slots overlapping the bytes
+    /// `start..end` (addresses; clipped to the run's slots).
+    pub fn slots_overlapping(self, start: usize, end: usize) -> std::ops::Range<usize> {
+        let geo = self.geometry();
+        let data = self.base().as_ptr() as usize + geo.data_offset as usize;
+        let size = geo.slot_size as usize;
+        let slots = geo.slots as usize;
+        let first = (start.saturating_sub(data) / size).min(slots);
+        let last = (end.saturating_sub(data).div_ceil(size)).min(slots);
+        first..last.max(first)
     }
 
     /// Frees, as the run's holder, every live slot for which `is_live` is

@@ -112,7 +112,7 @@ impl RunSlotsAllocator {
     /// bits for it stay valid. Threads allocate in other runs meanwhile:
     /// free runs, new ones, runs already swept and given back. The runs are
     /// still in use: [`walk`](Self::walk),
-    /// [`walk_runs_where`](Self::walk_runs_where),
+    /// [`walk_live_overlapping`](Self::walk_live_overlapping),
     /// [`contains`](Self::contains), [`usable_size`](Self::usable_size) and
     /// [`stats`](Self::stats) see them as before, and any thread may
     /// [`free`](Self::free) their objects (directly or through a

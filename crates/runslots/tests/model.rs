@@ -6,7 +6,9 @@
 //!
 //! After every step: no two live slots overlap, every slot is aligned and of
 //! its size's class, every live slot still holds its pattern, and the walk
-//! visits exactly the model's slots. After every flush of both handles the
+//! visits exactly the model's slots, and a walk of the slots overlapping a
+//! random set of card-sized ranges visits exactly the model's slots on
+//! them, once each. After every flush of both handles the
 //! space's `MemStats` equal the model's totals. At the end, with everything
 //! freed and the handles dropped, every pool is back with the pool manager:
 //! no freed slot was lost.
@@ -210,6 +212,48 @@ impl Harness {
         for &addr in self.model.keys() {
             assert!(self.slots.contains(addr));
         }
+        self.check_overlapping_walk();
+    }
+
+    /// `walk_live_overlapping` over a pseudo-random third of the 512-byte
+    /// "cards" of the carved memory reports exactly the live slots that
+    /// overlap one of them, each once.
+    fn check_overlapping_walk(&self) {
+        const CARD: usize = 512;
+        let seed = self.next_pattern as u64;
+        let chosen = |card: usize| dies(card * CARD, seed);
+        let mut reported = Vec::new();
+        self.slots.walk_live_overlapping(
+            |start, end, ranges| {
+                assert!(
+                    ranges.is_empty(),
+                    "the range list starts empty for each pool"
+                );
+                for card in start / CARD..end.div_ceil(CARD) {
+                    if chosen(card) {
+                        ranges.push(((card * CARD).max(start), ((card + 1) * CARD).min(end)));
+                    }
+                }
+            },
+            |p, size| reported.push((p.addr().get(), size)),
+        );
+        let mut expected: Vec<(usize, usize)> = self
+            .model
+            .iter()
+            .filter(|&(&a, &(s, _))| (a / CARD..=(a + s - 1) / CARD).any(chosen))
+            .map(|(&a, &(s, _))| (a, s))
+            .collect();
+        expected.sort_unstable();
+        let count = reported.len();
+        reported.sort_unstable();
+        reported.dedup();
+        assert_eq!(reported.len(), count, "a slot was reported twice");
+        assert!(
+            reported == expected,
+            "the overlapping walk saw {} slots, the model has {} on the chosen cards",
+            reported.len(),
+            expected.len()
+        );
     }
 
     fn finish(mut self) {
