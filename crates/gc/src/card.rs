@@ -9,23 +9,23 @@
 //! whole old generation. The table costs `1 / card_size` of the covered range
 //! ([`CardTable::metadata_bytes_for`]), in a reservation of its own.
 //!
-//! # Encoding: dirty = 0
+//! # Encoding: clean = 0
 //!
-//! As in HotSpot, [`CardTable::DIRTY`] is 0 and [`CardTable::CLEAN`] is 0xFF.
-//! The barrier runs on every reference store and is one store of the
-//! constant 0: `mov byte [biased_base + (addr >> 9)], 0` on x86-64, and on
-//! AArch64 or RISC-V a store of the zero register, with no instruction to
-//! materialize the value. A compiler gets the raw numbers from
-//! [`CardTable::facts`].
+//! [`CardTable::CLEAN`] is 0 and [`CardTable::DIRTY`] is 1. The barrier runs
+//! on every reference store and is one store of a constant byte:
+//! `mov byte [biased_base + (addr >> 9)], 1` on x86-64. A compiler gets the
+//! raw numbers from [`CardTable::facts`].
 //!
-//! Fresh memory reads as zero, so **a new table has every card dirty**, and
-//! costs no memory until it is used. Like HotSpot, which cleans the part of
-//! its table that covers newly committed heap, a collector cleans the cards
-//! of a pool when the pool joins the generation whose cards it scans
-//! ([`clean_range`](CardTable::clean_range)): a table over the pool
-//! manager's whole reservation (32 MiB for 16 GiB) then only costs memory
-//! for the pools in use. Forgetting to is safe: a dirty card is scanned once
-//! too often (and cleaned by a scan that cleans as it goes), never missed.
+//! Fresh memory reads as zero, so **a new table has every card clean**, and
+//! costs no memory until it is used; so do the cards of a pool when it
+//! first joins the old generation, with no cleaning pass. (HotSpot uses
+//! dirty = 0, to store a zero register on RISC machines, and must then
+//! clean the cards of newly committed heap; a collector that forgets to
+//! scans every object of a fresh pool once for nothing — which is what
+//! this crate did until that showed as half of the young collections'
+//! copying time when most survivors are promoted.) A pool given back and
+//! taken again may bring dirty cards along: they are scanned once and
+//! cleaned, which is safe.
 //!
 //! # Cleaning while mutators run
 //!
@@ -160,15 +160,14 @@ pub struct BarrierFacts {
 }
 
 impl CardTable {
-    /// The value of a dirty card: 0, so the barrier stores a zero register.
-    pub const DIRTY: u8 = 0;
-    /// The value of a clean card.
-    pub const CLEAN: u8 = 0xFF;
+    /// The value of a dirty card.
+    pub const DIRTY: u8 = 1;
+    /// The value of a clean card: 0, the value of fresh memory.
+    pub const CLEAN: u8 = 0;
 
     /// A table covering `[base, base + len)` with cards of `card_size` bytes,
-    /// **every card dirty** (the value of fresh memory: the table costs
-    /// nothing until it is written). Clean the ranges whose cards will be
-    /// scanned with [`clean_range`](Self::clean_range).
+    /// **every card clean** (the value of fresh memory: the table costs
+    /// nothing until it is written).
     ///
     /// Fails with [`AllocError::BadLayout`] if `card_size` (reported as the
     /// size) is not a power of two from [`MIN_CARD_SIZE`] to
@@ -235,8 +234,7 @@ impl CardTable {
     /// Cleans the cards that lie wholly inside `[start, start + len)` (a card
     /// only partly inside may cover dirty memory outside: it is left alone).
     /// Dirtying that races with this may be lost: use it for memory that
-    /// holds no objects yet (a pool joining the old generation), or with the
-    /// world stopped.
+    /// holds no objects (a pool given back), or with the world stopped.
     ///
     /// # Panics
     /// If the range is not inside the covered range.
@@ -397,9 +395,9 @@ fn take_dirty(card: &AtomicU8) -> bool {
         && card.swap(CardTable::CLEAN, Acquire) == CardTable::DIRTY
 }
 
-// `all_clean` relies on CLEAN being all ones: the AND of cards is CLEAN only
-// if every card is.
-const _: () = assert!(CardTable::CLEAN == u8::MAX);
+// `all_clean` relies on CLEAN being zero: the OR of cards is CLEAN only if
+// every card is.
+const _: () = assert!(CardTable::CLEAN == 0);
 
 /// Whether all eight cards of a group (8-aligned within the table) are clean,
 /// read with one 8-byte load on x86-64.
@@ -431,13 +429,13 @@ fn all_clean(group: &[AtomicU8; GROUP]) -> bool {
                 options(nostack, preserves_flags, readonly),
             );
         }
-        word == u64::MAX
+        word == 0
     }
     #[cfg(not(all(target_arch = "x86_64", not(loom))))]
     {
         group
             .iter()
-            .fold(CardTable::CLEAN, |all, card| all & card.load(Relaxed))
+            .fold(CardTable::CLEAN, |any, card| any | card.load(Relaxed))
             == CardTable::CLEAN
     }
 }

@@ -81,20 +81,29 @@ fn resident_bytes() -> usize {
 }
 
 #[test]
-fn a_new_table_is_dirty_and_costs_nothing_until_cleaned() {
+fn a_new_table_is_clean_and_costs_nothing_until_written() {
     // A table for a 64 GiB reservation: 128 MiB of cards, none of them touched.
     let (base, len) = (0x1000_0000_0000, 64 << 30);
     let before = resident_bytes();
     let cards = CardTable::new(base, len, DEFAULT_CARD_SIZE).unwrap();
     assert_eq!(cards.metadata_bytes(), 128 << 20);
     assert!(
-        cards.is_dirty(base) && cards.is_dirty(base + len / 2) && cards.is_dirty(base + len - 1)
+        !cards.is_dirty(base) && !cards.is_dirty(base + len / 2) && !cards.is_dirty(base + len - 1)
     );
-    // Clean one 256 KiB pool in the middle: 512 cards, one page of table.
+    assert_eq!(dirty_cards(&cards, base, base + (1 << 30), false), []);
+    // Dirty every card of one 256 KiB pool in the middle: 512 cards, one
+    // page of table.
     let pool = base + (5 << 30);
+    for card in (pool..pool + (256 << 10)).step_by(DEFAULT_CARD_SIZE) {
+        cards.dirty(card);
+    }
+    assert_eq!(
+        dirty_cards(&cards, pool - 4096, pool + (260 << 10), false).len(),
+        512
+    );
+    assert!(!cards.is_dirty(pool - 1) && !cards.is_dirty(pool + (256 << 10)));
     cards.clean_range(pool, 256 << 10);
     assert_eq!(dirty_cards(&cards, pool, pool + (256 << 10), false), []);
-    assert!(cards.is_dirty(pool - 1) && cards.is_dirty(pool + (256 << 10)));
     let grown = resident_bytes().saturating_sub(before);
     // Other tests run in this process at the same time: allow them 32 MiB.
     assert!(grown < 32 << 20, "the table made {grown} bytes resident");
@@ -108,6 +117,9 @@ fn a_new_table_is_dirty_and_costs_nothing_until_cleaned() {
 fn clean_range_leaves_cards_that_stick_out_alone() {
     let base = 0x10_0000;
     let cards = CardTable::new(base, 4096 + 100, 512).unwrap();
+    for card in (base..cards.end()).step_by(512) {
+        cards.dirty(card);
+    }
     // From inside card 0 to inside card 3: only cards 1 and 2 lie wholly inside.
     cards.clean_range(base + 10, 3 * 512);
     let dirty: Vec<usize> = dirty_cards(&cards, base, cards.end(), false)

@@ -238,7 +238,7 @@ fn the_barrier_set_gives_the_card_facts() {
     assert!(!barriers.kinds().contains(BarrierKinds::SATB));
     let facts = barriers.card_facts().expect("gen marks cards");
     assert_eq!(facts.card_shift, 9);
-    assert_eq!(facts.dirty_value, 0);
+    assert_eq!(facts.dirty_value, rtmem_gc::card::CardTable::DIRTY);
     let (base, len) = heap.spaces().pools().pool_area();
     assert_eq!((facts.covered_start, facts.covered_end), (base, base + len));
     // The inlined barrier: the card of a slot is biased_base + (slot >> shift).
@@ -247,7 +247,7 @@ fn the_barrier_set_gives_the_card_facts() {
     let card =
         (facts.card_table_biased_base + ((pinned.addr() + 8) >> facts.card_shift)) as *mut u8;
     // SAFETY: the card of a heap address is a byte of the table.
-    unsafe { card.write(0xFF) };
+    unsafe { card.write(facts.clean_value) };
     m.set_left(pinned, None);
     // SAFETY: as above.
     assert_eq!(unsafe { card.read() }, facts.dirty_value);
