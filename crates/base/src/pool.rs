@@ -597,6 +597,20 @@ impl PoolManager {
         self.flush_cache(&mut inner);
     }
 
+    /// Asks for transparent huge pages over `[start, start + len)`, which
+    /// must lie in the pool area (see [`Reservation::advise_huge_pages`]).
+    ///
+    /// # Panics
+    /// If the range leaves the pool area.
+    pub fn advise_huge_pages(&self, start: usize, len: usize) {
+        let base = self.reservation.start().as_ptr() as usize;
+        assert!(
+            self.contains(start) && len <= self.pool_area().1 - (start - self.pool_area().0),
+            "advise_huge_pages: [{start:#x}, +{len:#x}) leaves the pool area"
+        );
+        self.reservation.advise_huge_pages(start - base, len);
+    }
+
     /// Changes the access rights of `[offset, offset + len)` inside `pool`
     /// (page-aligned). Used by the code space for W^X.
     ///
