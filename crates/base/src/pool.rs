@@ -869,6 +869,23 @@ mod tests {
     }
 
     #[test]
+    fn huge_page_advice_keeps_the_contents_and_refuses_foreign_ranges() {
+        let pm = small(16);
+        let pool = pm.alloc_pool(SpaceType::Object, 1).unwrap();
+        let bytes = pool.start().as_ptr();
+        // SAFETY: the pool is ours, committed and at least a byte long.
+        unsafe { bytes.write(42) };
+        pm.advise_huge_pages(pool.start_addr(), pool.size());
+        // SAFETY: as above.
+        assert_eq!(unsafe { bytes.read() }, 42, "advice is not a decommit");
+        let (area, len) = pm.pool_area();
+        let outside = std::panic::catch_unwind(|| pm.advise_huge_pages(area, len + 4096));
+        let message = outside.expect_err("past the pool area");
+        let message = message.downcast_ref::<String>().unwrap();
+        assert!(message.contains("leaves the pool area"), "{message}");
+    }
+
+    #[test]
     fn every_pool_lies_in_the_pool_area() {
         let pm = small(16);
         let (area, len) = pm.pool_area();
