@@ -61,15 +61,7 @@ pub const PREFETCH_DISTANCE: usize = 512;
 /// than x86-64.
 #[inline(always)]
 pub fn prefetch_ahead(top: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_ET0, _mm_prefetch};
-        // SAFETY: a prefetch cannot fault and writes nothing, whatever the
-        // address; SSE, which it needs, is part of the x86-64 baseline.
-        unsafe { _mm_prefetch::<_MM_HINT_ET0>(top.wrapping_add(PREFETCH_DISTANCE).cast()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = top;
+    prefetch::<true>(top.wrapping_add(PREFETCH_DISTANCE).addr());
 }
 
 /// Asks the CPU to start fetching the cache line of `addr` for reading: a
@@ -77,15 +69,7 @@ pub fn prefetch_ahead(top: *const u8) {
 /// hint, as for [`prefetch_ahead`]; a no-op on targets other than x86-64.
 #[inline(always)]
 pub fn prefetch_read(addr: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // SAFETY: a prefetch cannot fault and writes nothing, whatever the
-        // address; SSE, which it needs, is part of the x86-64 baseline.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::without_provenance(addr)) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = addr;
+    prefetch::<false>(addr);
 }
 
 /// Asks the CPU to start fetching the cache line of `addr` for writing: a
@@ -94,11 +78,25 @@ pub fn prefetch_read(addr: usize) {
 /// will do.
 #[inline(always)]
 pub fn prefetch_write(addr: usize) {
+    prefetch::<true>(addr);
+}
+
+/// The prefetch instruction, for writing (`prefetchw`) or for reading.
+#[inline(always)]
+fn prefetch<const WRITE: bool>(addr: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_MM_HINT_ET0, _mm_prefetch};
-        // SAFETY: as in `prefetch_read`.
-        unsafe { _mm_prefetch::<_MM_HINT_ET0>(std::ptr::without_provenance(addr)) };
+        use std::arch::x86_64::{_MM_HINT_ET0, _MM_HINT_T0, _mm_prefetch};
+        let at = std::ptr::without_provenance::<i8>(addr);
+        // SAFETY: a prefetch cannot fault and writes nothing, whatever the
+        // address; SSE, which it needs, is part of the x86-64 baseline.
+        unsafe {
+            if WRITE {
+                _mm_prefetch::<_MM_HINT_ET0>(at);
+            } else {
+                _mm_prefetch::<_MM_HINT_T0>(at);
+            }
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = addr;
