@@ -216,9 +216,7 @@ impl<'a, V: VM> Evacuator<'a, V> {
     /// (its referent too: young collections keep referents) and, for an old
     /// object left referencing young ones, dirties its card again.
     fn scan_object(&mut self, object: ObjectRef) {
-        // SAFETY: a copy made by this collection or an allocated old
-        // object: its header is an ordinary header.
-        let header = Header::from_bits(unsafe { (object.addr() as *const u64).read() });
+        let header = grey_header(object);
         self.young_ref = false;
         V::Scanning::scan_object(object, header, self);
         if let Some((_, offset)) = V::ObjectModel::reference(object, header) {
@@ -239,6 +237,15 @@ impl<'a, V: VM> Evacuator<'a, V> {
         self.tenured.flush();
         self.done
     }
+}
+
+/// The header of a grey object of a young collection: a copy this
+/// collection made, or an old object from the roots or a dirty card.
+#[inline(always)]
+fn grey_header(object: ObjectRef) -> Header {
+    // SAFETY: a copy made by this collection or an allocated old object:
+    // its header is an ordinary header, which no one writes meanwhile.
+    Header::from_bits(unsafe { (object.addr() as *const u64).read() })
 }
 
 /// Copies the body (all but the header word) of an object of `words`
@@ -319,10 +326,7 @@ impl<V: VM> Scanner for Evacuator<'_, V> {
                 }
             }
         }
-        // SAFETY: as in `scan_object`: a copy or an allocated old object,
-        // whose header is ordinary.
-        let header = Header::from_bits(unsafe { (object.addr() as *const u64).read() });
-        V::Scanning::scan_object(object, header, &mut Prefetch(self.young));
+        V::Scanning::scan_object(object, grey_header(object), &mut Prefetch(self.young));
     }
 }
 
@@ -344,7 +348,7 @@ pub(crate) fn dirty_old_objects<V: VM>(heap: &HeapInner<V>, cards: &CardTable) -
     let mut take_block = |block: NonNull<u8>, size: usize| {
         let start = block.as_ptr() as usize;
         if cards.any_dirty(start, start + size) {
-            blocks.push((start, size));
+            blocks.push((block, size));
         }
     };
     let mut found = Vec::new();
@@ -363,9 +367,10 @@ pub(crate) fn dirty_old_objects<V: VM>(heap: &HeapInner<V>, cards: &CardTable) -
         set.medium().walk(&mut take_block);
     }
     heap.spaces.humongous().large().walk(&mut take_block);
-    for (start, size) in blocks {
+    for (block, size) in blocks {
+        let start = block.as_ptr() as usize;
         cards.for_each_dirty(start, start + size, true, |_, _| {});
-        found.push(ObjectRef::from_addr(start).expect("blocks are not at 0"));
+        found.push(object(block));
     }
     found
 }

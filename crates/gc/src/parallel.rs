@@ -73,14 +73,15 @@ pub(crate) fn drain<S: Scanner>(scanners: &mut [S], grey: Vec<ObjectRef>) {
         return;
     }
     let workers = scanners.len();
+    // The first worker keeps the vector itself (a lone worker copies
+    // nothing); the others take equal shares off its end.
     let share = grey.len().div_ceil(workers);
-    let locals: Vec<Local> = grey
-        .chunks(share)
-        .map(<[ObjectRef]>::to_vec)
-        .chain(std::iter::repeat_with(Vec::new))
-        .take(workers)
-        .map(Local::new)
+    let mut grey = grey;
+    let mut stacks: Vec<Vec<ObjectRef>> = (1..workers)
+        .map(|_| grey.split_off(grey.len().saturating_sub(share)))
         .collect();
+    stacks.insert(0, grey);
+    let locals: Vec<Local> = stacks.into_iter().map(Local::new).collect();
     let stealers: Vec<Stealer<ObjectRef>> = locals.iter().map(|l| l.queue.stealer()).collect();
     let termination = Termination::new(workers);
     let shared = Shared {

@@ -797,6 +797,18 @@ pub(crate) mod tests {
         );
     }
 
+    /// The slots of `walked` whose address `keep` keeps.
+    fn kept(
+        walked: &BTreeMap<usize, usize>,
+        keep: impl Fn(usize) -> bool,
+    ) -> BTreeMap<usize, usize> {
+        walked
+            .iter()
+            .filter(|&(&a, _)| keep(a))
+            .map(|(&a, &s)| (a, s))
+            .collect()
+    }
+
     #[test]
     fn sweep_frees_the_dead_in_owned_and_unowned_runs() {
         let slots = allocator(PoolManagerConfig::default());
@@ -810,11 +822,7 @@ pub(crate) mod tests {
         drop(a);
         let keep = |addr: usize| addr.is_multiple_of(3);
         let before = walked(&slots);
-        let survivors: BTreeMap<usize, usize> = before
-            .iter()
-            .filter(|&(&a, _)| keep(a))
-            .map(|(&a, &s)| (a, s))
-            .collect();
+        let survivors = kept(&before, keep);
         let dead_bytes: usize = before
             .iter()
             .filter(|&(&a, _)| !keep(a))
@@ -864,11 +872,7 @@ pub(crate) mod tests {
             flushed.flush();
             let keep = |addr: usize| addr.is_multiple_of(5);
             let before = walked(&slots);
-            let survivors: BTreeMap<usize, usize> = before
-                .iter()
-                .filter(|&(&a, _)| keep(a))
-                .map(|(&a, &s)| (a, s))
-                .collect();
+            let survivors = kept(&before, keep);
             let runs = std::sync::Mutex::new(BTreeSet::new());
             let run_size = slots.heap().run_size();
             // SAFETY: no thread uses the allocator during the sweep.

@@ -300,19 +300,28 @@ impl HeapGuard<'_> {
         heap.pools.free_pool(info.pool);
     }
 
+    /// Every pool held, as its first run and bookkeeping, newest first.
+    fn pools(&self) -> impl Iterator<Item = (Run, PoolInfo)> + '_ {
+        let mut pool = self.state.pools;
+        std::iter::from_fn(move || {
+            let first = pool?;
+            // SAFETY: we hold the heap lock (borrowed for the iterator's
+            // life) and `first` starts a pool we hold.
+            let info = unsafe { first.pool_info(|p| *p) };
+            pool = info.next;
+            Some((first, info))
+        })
+    }
+
     /// Calls `f` with every run in use.
     pub(crate) fn for_each_run(&self, mut f: impl FnMut(Run)) {
-        let mut pool = self.state.pools;
-        while let Some(first) = pool {
-            // SAFETY: we hold the heap lock and `first` starts a pool we hold.
-            let info = unsafe { first.pool_info(|p| *p) };
+        for (first, info) in self.pools() {
             for index in 0..info.carved {
                 let run = self.heap.nth_run(first, index);
                 if run.owner() != FREE_RUN {
                     f(run);
                 }
             }
-            pool = info.next;
         }
     }
 
@@ -324,10 +333,7 @@ impl HeapGuard<'_> {
         mut f: impl FnMut(usize, usize, &dyn Fn(usize) -> Option<Run>),
     ) {
         let run_size = self.heap.run_size;
-        let mut pool = self.state.pools;
-        while let Some(first) = pool {
-            // SAFETY: as in `for_each_run`.
-            let info = unsafe { first.pool_info(|p| *p) };
+        for (first, info) in self.pools() {
             let start = info.pool.start_addr();
             let end = start + info.carved as usize * run_size;
             let run_at = |addr: usize| {
@@ -336,23 +342,13 @@ impl HeapGuard<'_> {
                 (run.owner() != FREE_RUN).then_some(run)
             };
             f(start, end, &run_at);
-            pool = info.next;
         }
     }
 
     /// The pool held that contains `addr`, as its first run and bookkeeping.
     /// O(pools held).
     fn pool_containing(&self, addr: usize) -> Option<(Run, PoolInfo)> {
-        let mut pool = self.state.pools;
-        while let Some(first) = pool {
-            // SAFETY: as in `for_each_run`.
-            let info = unsafe { first.pool_info(|p| *p) };
-            if info.pool.contains(addr) {
-                return Some((first, info));
-            }
-            pool = info.next;
-        }
-        None
+        self.pools().find(|(_, info)| info.pool.contains(addr))
     }
 
     /// Whether `addr` lies in a pool the heap holds. O(pools held).
